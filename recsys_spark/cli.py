@@ -1,0 +1,90 @@
+"""The ``recsys-spark`` command line (also ``python -m recsys_spark`` and ``spark-submit jobs/<job>.py``).
+
+Each command parses its arguments and calls the library. Exit codes: 0 success, 2 a user error (bad
+config, bad input; one clear paragraph naming the file, key, line or position), 1 anything else (the
+traceback with ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+import click
+
+from recsys_spark import __version__
+from recsys_spark.errors import UserError
+
+log = logging.getLogger("recsys_spark")
+
+config_option = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                             help="The pipeline's YAML config.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", "-v", is_flag=True, help="Show debug logs and the traceback of a failure.")
+@click.version_option(__version__, prog_name="recsys-spark")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """A self-hosted recommendation service as Spark jobs."""
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+@cli.command()
+@config_option
+def validate(config_path: str) -> None:
+    """Check a config (keys, types, schemas, references) without starting Spark."""
+    from recsys_spark.config import load_config
+
+    config = load_config(config_path)
+    click.echo(config.summary())
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Use this config's Spark and S3 settings and probe its warehouse root.")
+def doctor(config_path: str | None) -> None:
+    """Start Spark with Delta and round-trip a small Delta table (in the warehouse root with --config)."""
+    from recsys_spark.doctor import run_doctor
+
+    click.echo(run_doctor(config_path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 2 user error, 1 failure)."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in args or "-v" in args
+    try:
+        cli.main(args=args, prog_name="recsys-spark", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as e:  # usage errors: unknown command or option, missing argument
+        e.show()
+        return 2
+    except UserError as e:
+        _report(e, verbose, hint=False)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the one place every other failure becomes exit code 1
+        _report(e, verbose, hint=True)
+        return 1
+    return 0
+
+
+def _report(e: Exception, verbose: bool, hint: bool) -> None:
+    if verbose:
+        traceback.print_exc()
+    # Spark's errors carry the JVM's stack in their text; a failure's first line says what happened.
+    text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {(str(e).strip() or '-').splitlines()[0]}"
+    click.echo(f"error: {text}" + ("\n(run with --verbose for the traceback)" if hint and not verbose else ""),
+               err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,509 @@
+"""The YAML config (DESIGN.md section 5) loaded into typed, validated objects.
+
+:func:`load_config` reads the file with YAML's safe loader, replaces ``${VAR}`` with environment variables,
+inlines schema files (``schemas: {items: {file: items.avsc}}``), validates every key and the managed
+service's schema rules, resolves relative local paths against the config's folder, and either returns a
+:class:`Config` or raises one :class:`~recsys_spark.errors.ConfigError` listing every problem with its
+file, line and key path::
+
+    >>> cfg = load_config("configs/movielens.yaml")          # doctest: +SKIP
+    >>> cfg.solution("top-picks").recipe
+    'user-personalization'
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
+
+from recsys_spark.errors import ConfigError
+from recsys_spark.schema import DATASETS, DatasetSchema
+
+KeyPath = tuple[str | int, ...]
+
+# Canonical recipe name -> the managed service's names accepted as aliases.
+RECIPES = {
+    "user-personalization": ("aws-user-personalization",),
+    "sims": ("aws-sims",),
+    "popularity-count": ("aws-popularity-count",),
+    "personalized-ranking": ("aws-personalized-ranking",),
+    "trending-now": ("aws-trending-now",),
+    "ease": (),
+}
+ALL_USERS = "all_users"
+# Credentials come from the standard AWS chain only; a config that carries them is refused.
+CREDENTIAL_KEY = re.compile(r"(access\.key|secret\.key|session\.token|secret|password|credential)", re.I)
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", value):
+        raise ValueError(f"{value!r} is not a valid name: 1 to 63 letters, digits, '-' or '_', "
+                         "starting with a letter or digit")
+    return value
+
+
+def _location(value: str, info: ValidationInfo) -> str:
+    """A URI (``s3://``, ``s3a://``, ``file:``...) as written; a local path made absolute against the
+    config file's folder, so a pipeline runs the same from any working directory."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if URI.match(value) and not re.match(r"^[A-Za-z]:[\\/]", value):
+        return value
+    base = Path((info.context or {}).get("base_dir", "."))
+    return str((base / Path(value).expanduser()).resolve())
+
+
+def _batch_input(value: str, info: ValidationInfo) -> str:
+    return value if value == ALL_USERS else _location(value, info)
+
+
+def _recipe(value: str) -> str:
+    for name, aliases in RECIPES.items():
+        if value == name or value in aliases:
+            return name
+    known = ", ".join(f"{n} ({', '.join(a)})" if a else n for n, a in RECIPES.items())
+    raise ValueError(f"unknown recipe {value!r}; known recipes: {known}")
+
+
+def _scalars(value: dict[str, Any]) -> dict[str, Any]:
+    for key, v in value.items():
+        if not isinstance(v, (str, int, float, bool, type(None))):
+            raise ValueError(f"{key}: expected a number, string, boolean or null, got {type(v).__name__}")
+    return value
+
+
+def _spark_conf(value: dict[str, Any]) -> dict[str, Any]:
+    for key in _scalars(value):
+        if not key.startswith("spark."):
+            raise ValueError(f"{key}: Spark settings start with 'spark.'")
+        if CREDENTIAL_KEY.search(key):
+            raise ValueError(f"{key}: credentials are never read from the config; they come from the "
+                             "standard AWS chain (environment variables, profile, instance role)")
+        if key == "spark.master":
+            raise ValueError("spark.master: set it as `spark: {master: ...}`")
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Location = Annotated[str, AfterValidator(_location)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Schemas(_Strict):
+    """One schema per dataset; interactions is required, users and items optional."""
+
+    interactions: DatasetSchema
+    users: DatasetSchema | None = None
+    items: DatasetSchema | None = None
+
+
+class DatasetGroup(_Strict):
+    """``name``; ``root``: the warehouse folder or ``s3://bucket/prefix``; ``schemas``."""
+
+    name: Name
+    root: Location
+    schemas: Schemas
+
+
+class ImportJob(_Strict):
+    """A bulk import: ``dataset``, ``source`` (a CSV file or folder of CSVs), ``mode`` FULL (default) or
+    INCREMENTAL."""
+
+    dataset: Literal["interactions", "users", "items"]
+    source: Location
+    mode: Literal["FULL", "INCREMENTAL"] = "FULL"
+
+
+class EventSettings(_Strict):
+    """Which interactions a solution trains on: ``types`` maps event type -> weight (None: every type,
+    weight 1); ``value_threshold`` drops events whose EVENT_VALUE is below it (None: keep all)."""
+
+    types: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    value_threshold: float | None = None
+
+
+class Solution(_Strict):
+    """A named recipe with its settings (``settings`` are checked by the recipe)."""
+
+    name: Name
+    recipe: Annotated[str, AfterValidator(_recipe)]
+    settings: Annotated[dict[str, Any], AfterValidator(_scalars)] = {}
+    events: EventSettings = EventSettings()
+
+
+class Filter(_Strict):
+    """A named filter ``expression`` in the managed service's filter language."""
+
+    name: Name
+    expression: Annotated[str, AfterValidator(_non_empty)]
+
+
+class BatchJob(_Strict):
+    """A batch inference job: ``input`` (JSON lines file or folder, or ``all_users``), ``output`` prefix,
+    ``num_results`` (1 to 500, default 25), optional ``filter`` name."""
+
+    name: Name
+    solution: str
+    input: Annotated[str, AfterValidator(_batch_input)]
+    output: Location
+    num_results: Annotated[int, Field(ge=1, le=500)] = 25
+    filter: str | None = None
+
+
+class Cost(_Strict):
+    """``price_per_core_hour_usd`` (what you pay, default 0.048) and ``compare_per_1000_users_usd`` (the
+    managed service's batch price printed beside ours, default 0.067)."""
+
+    price_per_core_hour_usd: Annotated[float, Field(ge=0)] = 0.048
+    compare_per_1000_users_usd: Annotated[float, Field(ge=0)] = 0.067
+
+
+class S3Settings(_Strict):
+    """Where S3 is and how to address it. Credentials are never here: S3A reads the standard AWS chain
+    (environment variables, profile, instance or container role).
+
+    ``endpoint``: e.g. ``http://127.0.0.1:9000`` for an S3-compatible server; None means AWS.
+    ``region``: the signing region (S3-compatible servers need one); None lets S3A work it out.
+    ``path_style_access``: the bucket in the path instead of the host name (needed off AWS).
+    """
+
+    endpoint: str | None = None
+    region: str | None = None
+    path_style_access: bool = False
+
+    def hadoop_conf(self) -> dict[str, str]:
+        conf = {"spark.hadoop.fs.s3a.path.style.access": str(self.path_style_access).lower()}
+        if self.endpoint:
+            conf["spark.hadoop.fs.s3a.endpoint"] = self.endpoint
+        if self.region:
+            conf["spark.hadoop.fs.s3a.endpoint.region"] = self.region
+        return conf
+
+
+class SparkSettings(_Strict):
+    """Applied only when this process creates the Spark session: ``master`` (default ``local[*]``) and
+    ``conf`` (``spark.*`` keys)."""
+
+    master: Annotated[str, AfterValidator(_non_empty)] = "local[*]"
+    conf: Annotated[dict[str, Any], AfterValidator(_spark_conf)] = {}
+
+
+class Config(_Strict):
+    """A whole pipeline: the dataset group, imports, solutions, filters, batch jobs, cost, S3, Spark."""
+
+    dataset_group: DatasetGroup
+    imports: list[ImportJob] = []
+    solutions: list[Solution] = []
+    filters: list[Filter] = []
+    batch_jobs: list[BatchJob] = []
+    cost: Cost = Cost()
+    s3: S3Settings = S3Settings()
+    spark: SparkSettings = SparkSettings()
+
+    _source: Path | None = PrivateAttr(default=None)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this config was loaded from."""
+        return self._source
+
+    @property
+    def warnings(self) -> list[str]:
+        """Valid but probably unintended settings (e.g. string fields the service would ignore)."""
+        return list(self._warnings)
+
+    @property
+    def root(self) -> str:
+        return self.dataset_group.root
+
+    def schema(self, dataset: str) -> DatasetSchema | None:
+        return getattr(self.dataset_group.schemas, dataset)
+
+    def solution(self, name: str) -> Solution:
+        return _by_name(self.solutions, name, "solution")
+
+    def filter(self, name: str) -> Filter:
+        return _by_name(self.filters, name, "filter")
+
+    def batch_job(self, name: str) -> BatchJob:
+        return _by_name(self.batch_jobs, name, "batch job")
+
+    def summary(self) -> str:
+        """A few lines saying what the config defines (printed by `recsys-spark validate`)."""
+        datasets = [f"{d} ({len(s.fields)} fields)" for d in DATASETS if (s := self.schema(d)) is not None]
+        rows = [
+            ("dataset group", f"{self.dataset_group.name} at {self.root}"),
+            ("datasets", ", ".join(datasets)),
+            ("imports", "; ".join(f"{j.dataset} {j.mode} from {j.source}" for j in self.imports)),
+            ("solutions", ", ".join(f"{s.name} ({s.recipe})" for s in self.solutions)),
+            ("filters", ", ".join(f.name for f in self.filters)),
+            ("batch jobs", "; ".join(f"{j.name} ({j.solution}, {j.num_results} results"
+                                     + (f", filter {j.filter}" if j.filter else "") + ")"
+                                     for j in self.batch_jobs)),
+            ("spark", f"{self.spark.master}" + (f", {len(self.spark.conf)} settings" if self.spark.conf else "")),
+        ]
+        return "\n".join([f"{self.source}: valid"] + [f"  {k:<14}{v or '-'}" for k, v in rows])
+
+
+def _by_name(entries, name: str, kind: str):
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    from recsys_spark.errors import UserError
+
+    known = ", ".join(e.name for e in entries) or "none"
+    raise UserError(f"no {kind} named {name!r} in the config; defined: {known}")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+class _Document:
+    """A parsed YAML (or JSON) file with the line of every key path in it."""
+
+    def __init__(self, path: Path, problems: list[tuple[KeyPath, str]], prefix: KeyPath = ()):
+        self.path, self.prefix = path, prefix
+        self.lines: dict[KeyPath, int] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the file: {e.strerror or e}") from e
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            self.data = loader.construct_document(node) if node is not None else None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from e
+        finally:
+            loader.dispose()
+        if node is not None:
+            self._index(node, (), problems)
+
+    def _index(self, node: yaml.Node, path: KeyPath, problems: list) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    problems.append(((*self.prefix, *path, key), "duplicate key (YAML would keep only the last)"))
+                seen.add(key)
+                self._index(value_node, (*path, key), problems)
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._index(item, (*path, i), problems)
+
+    def line(self, path: KeyPath) -> int | None:
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Load and validate a config file; raise ConfigError naming the file, line and key of every problem.
+
+    >>> cfg = load_config("configs/synthetic-ecommerce.yaml")   # doctest: +SKIP
+    >>> [j.name for j in cfg.batch_jobs]                         # doctest: +SKIP
+    ['weekly-mail', 'related-items']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    problems: list[tuple[KeyPath, str]] = []
+    doc = _Document(path, problems)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping with a `dataset_group` key")
+    data = _expand_env(doc.data, (), problems)
+    # The documents the data came from: the config, and schema files inlined into it.
+    documents = [doc, *_inline_schema_files(data, path.parent, problems)]
+    config = None
+    try:
+        config = Config.model_validate(data, context={"base_dir": str(path.parent.resolve())})
+    except ValidationError as e:
+        problems += [(key_path, _message(err, key_path)) for err in e.errors()
+                     for key_path in [_clean_loc(err, data)]]
+    problems += _schema_problems(data)
+    if config is not None:
+        problems += _cross_problems(config)
+    if problems:
+        raise ConfigError(_format(path, documents, problems))
+    config._source = path
+    config._warnings = _warnings(config)
+    return config
+
+
+def _expand_env(value: Any, key_path: KeyPath, problems: list) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*key_path, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*key_path, i), problems) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def replace(m: re.Match) -> str:
+            if m.group(1) not in os.environ:
+                problems.append((key_path, f"environment variable {m.group(1)} is not set"))
+                return m.group(0)
+            return os.environ[m.group(1)]
+
+        return ENV_VAR.sub(replace, value)
+    return value
+
+
+def _inline_schema_files(data: dict, base_dir: Path, problems: list) -> list[_Document]:
+    """Replace ``{file: x.avsc}`` schemas by the file's content (Avro JSON or YAML); return those files."""
+    group = data.get("dataset_group")
+    schemas = group.get("schemas") if isinstance(group, dict) else None
+    documents = []
+    for dataset, spec in schemas.items() if isinstance(schemas, dict) else ():
+        if isinstance(spec, dict) and set(spec) == {"file"} and isinstance(spec["file"], str):
+            prefix = ("dataset_group", "schemas", dataset)
+            schema_doc = _Document(base_dir / spec["file"], problems, prefix)
+            schemas[dataset] = _expand_env(schema_doc.data, prefix, problems)
+            documents.append(schema_doc)
+    return documents
+
+
+def _clean_loc(err: dict, data: Any) -> KeyPath:
+    """Pydantic's error location reduced to the key path in the user's data (union tags dropped)."""
+    loc, out, current = err["loc"], [], data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif i == len(loc) - 1 and err["type"] in ("missing", "extra_forbidden"):
+            pass
+        else:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _message(err: dict, key_path: KeyPath) -> str:
+    kind, value = err["type"], err.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(key_path[:-1])
+        hint = difflib.get_close_matches(str(key_path[-1]), allowed, n=1)
+        return ("unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + (f"; allowed keys: {', '.join(allowed)}" if allowed else ""))
+    message = err["msg"].removeprefix("Value error, ")
+    if kind != "value_error" and isinstance(value, (str, int, float, bool)) and not isinstance(value, dict):
+        message += f", got {value!r}"
+    return message
+
+
+def _allowed_keys(key_path: KeyPath) -> list[str]:
+    """The field names of the config class found at ``key_path`` ([] when it is not a class)."""
+    t: Any = Config
+    for part in key_path:
+        t = _unwrap(t)
+        if isinstance(t, type) and issubclass(t, BaseModel) and isinstance(part, str) and part in t.model_fields:
+            t = t.model_fields[part].annotation
+        elif get_origin(t) is list and isinstance(part, int):
+            t = get_args(t)[0]
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]
+        else:
+            return []
+    t = _unwrap(t)
+    return list(t.model_fields) if isinstance(t, type) and issubclass(t, BaseModel) else []
+
+
+def _unwrap(t: Any) -> Any:
+    while get_origin(t) in (Union, types.UnionType, Annotated):
+        args = [a for a in get_args(t) if a is not type(None)]
+        t = args[0]
+    return t
+
+
+def _schema_problems(data: dict) -> list[tuple[KeyPath, str]]:
+    """The service's rules for each schema that is well-formed, even when other keys are not."""
+    group = data.get("dataset_group")
+    schemas = group.get("schemas") if isinstance(group, dict) else None
+    out: list[tuple[KeyPath, str]] = []
+    for dataset in DATASETS:
+        try:
+            schema = DatasetSchema.model_validate((schemas or {}).get(dataset) if isinstance(schemas, dict) else None)
+        except ValidationError:  # reported by the validation of the whole config
+            continue
+        out += [(("dataset_group", "schemas", dataset, *sub), msg) for sub, msg in schema.problems(dataset)]
+    return out
+
+
+def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
+    """Rules across sections: unique names, references between sections."""
+    out: list[tuple[KeyPath, str]] = []
+    for section in ("solutions", "filters", "batch_jobs"):
+        seen = set()
+        for i, entry in enumerate(getattr(config, section)):
+            if entry.name in seen:
+                out.append(((section, i, "name"), f"duplicate name {entry.name!r} in {section}"))
+            seen.add(entry.name)
+    for i, job in enumerate(config.imports):
+        if config.schema(job.dataset) is None:
+            out.append((("imports", i, "dataset"), f"no schema for dataset {job.dataset!r} under "
+                                                   "dataset_group.schemas"))
+    solutions = [s.name for s in config.solutions]
+    filters = [f.name for f in config.filters]
+    for i, job in enumerate(config.batch_jobs):
+        if job.solution not in solutions:
+            out.append((("batch_jobs", i, "solution"),
+                        f"no solution named {job.solution!r}; defined: {', '.join(solutions) or 'none'}"))
+        if job.filter is not None and job.filter not in filters:
+            out.append((("batch_jobs", i, "filter"),
+                        f"no filter named {job.filter!r}; defined: {', '.join(filters) or 'none'}"))
+    return out
+
+
+def _warnings(config: Config) -> list[str]:
+    out = []
+    for dataset in DATASETS:
+        schema = config.schema(dataset)
+        for name in schema.ignored_fields(dataset) if schema else []:
+            out.append(f"dataset_group.schemas.{dataset}: string field {name} is neither categorical nor "
+                       "textual; recipes and filters will not use it")
+    return out
+
+
+def format_key_path(key_path: KeyPath) -> str:
+    """``("solutions", 0, "recipe")`` -> ``solutions[0].recipe``."""
+    text = ""
+    for part in key_path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _format(path: Path, documents: list[_Document], problems: list[tuple[KeyPath, str]]) -> str:
+    located = []
+    for key_path, message in problems:
+        # The innermost document the key came from (a schema file, else the config itself).
+        doc = max((d for d in documents if key_path[:len(d.prefix)] == d.prefix), key=lambda d: len(d.prefix))
+        line = doc.line(key_path[len(doc.prefix):])
+        where = ("" if doc is documents[0] else f"{doc.path}, ") + (f"line {line}, " if line else "")
+        located.append(((documents.index(doc), line or 0), f"  {where}{format_key_path(key_path)}: {message}"))
+    header = f"{path}: {len(problems)} problem{'s' * (len(problems) != 1)} in the config:"
+    return "\n".join([header, *(text for _, text in sorted(located, key=lambda p: p[0]))])

@@ -1,0 +1,139 @@
+"""The SparkSession every job runs in.
+
+Three situations, one function (:func:`get_spark`):
+
+* A session already exists (a Databricks notebook or job, a test fixture, an earlier job in this process):
+  it is returned as it is; nothing is set on it.
+* The JVM was started by a launcher (``spark-submit`` on EMR, a standalone cluster, YARN): the launcher's
+  settings win; only keys it left unset get this package's defaults (Delta's SQL extension and catalog,
+  UTC), and the config's ``spark.conf``.
+* A plain Python process: a local session is built with the Delta and S3A jars fetched by the install
+  step, S3A settings, UTC, quiet logs and Python workers on this interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from recsys_spark import jars
+from recsys_spark.config import S3Settings
+from recsys_spark.errors import UserError
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+LAUNCHED_DEFAULTS = {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}
+
+
+def local_conf(master: str, s3: S3Settings | None = None) -> dict[str, str]:
+    """Settings of a local session created by this package (before the user's own ``spark.conf``)."""
+    log4j = Path(__file__).with_name("log4j2.properties")
+    java_opts = f"-Dlog4j.configurationFile=file:{log4j} -Duser.timezone=UTC"
+    conf = {
+        "spark.master": master,
+        "spark.jars": ",".join(jars.local_jar_paths()),
+        **DELTA_CONF,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        # `s3://` as users write it on EMR and Databricks; locally S3A serves it.
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        **(s3 or S3Settings()).hadoop_conf(),
+    }
+    if master.startswith("local"):
+        # One machine: stay on loopback, and size Delta's log replay for a few cores, not a cluster.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+                 "spark.databricks.delta.snapshotPartitions": "4"}
+    return conf
+
+
+def require_java(minimum: int = 17) -> int:
+    """The major version of the Java that Spark will start; a clear error when it is missing or too old."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    fix = f"install a Java {minimum}+ runtime (Debian/Ubuntu: apt-get install openjdk-{minimum}-jre-headless) " \
+          "or point JAVA_HOME at one"
+    try:
+        out = subprocess.run([java or "java", "-version"], capture_output=True, text=True, timeout=60).stderr
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserError(f"Spark needs Java {minimum} or newer and none was found ({e}); {fix}") from e
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    major = int(match.group(2) if match and match.group(1) == "1" else match.group(1)) if match else 0
+    if major < minimum:
+        raise UserError(f"Spark needs Java {minimum} or newer; {java or 'java'} is {major or 'unknown'}; {fix}")
+    return major
+
+
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit (or a platform launcher) started this Python process and its JVM."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(app_name: str = "recsys-spark", *, master: str = "local[*]",
+              conf: Mapping[str, object] | None = None, s3: S3Settings | None = None):
+    """Return the SparkSession to run a job in, creating it only when none exists.
+
+    ``conf`` (the config's ``spark.conf``) and ``s3`` apply only when this call creates the session.
+
+    >>> spark = get_spark("demo", master="local[2]", conf={"spark.sql.shuffle.partitions": 4})
+    >>> spark.range(3).count()
+    3
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    if launched_by_spark_submit():
+        from pyspark import SparkConf
+
+        launcher = SparkConf()
+        settings = {k: v for k, v in {**LAUNCHED_DEFAULTS, **(s3.hadoop_conf() if s3 else {}),
+                                       **(conf or {})}.items() if not launcher.contains(k)}
+    else:
+        require_java()
+        # Python workers must run this interpreter (with numpy, pyarrow), not whatever `python3` is first.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        settings = {**local_conf(master, s3), **(conf or {})}
+    for key, value in settings.items():
+        builder = builder.config(key, _conf_value(value))
+    return builder.getOrCreate()
+
+
+def _conf_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def versions(spark) -> dict[str, str]:
+    """Spark, Hadoop, Delta and Python versions of a running session (for `doctor` and run reports)."""
+    jvm = spark.sparkContext._jvm
+    try:  # the jar Delta's classes were loaded from names its version
+        delta_class = jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)
+        source = delta_class.getProtectionDomain().getCodeSource()
+        delta = Path(source.getLocation().getPath()).name
+    except Exception:  # noqa: BLE001 - py4j raises a generic error; a missing Delta is reported, not fatal
+        delta = "not found"
+    return {
+        "spark": spark.version,
+        "hadoop": jvm.org.apache.hadoop.util.VersionInfo.getVersion(),
+        "delta": delta,
+        "python": sys.version.split()[0],
+        "master": spark.sparkContext.master,
+    }
+
+
+
+def session_for(config, app_name: str = "recsys-spark"):
+    """:func:`get_spark` with a loaded config's ``spark`` and ``s3`` settings."""
+    return get_spark(app_name, master=config.spark.master, conf=config.spark.conf, s3=config.s3)
