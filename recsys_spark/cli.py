@@ -86,5 +86,15 @@ def _report(e: Exception, verbose: bool, hint: bool) -> None:
                err=True)
 
 
+def run_job(command: str) -> None:
+    """The body of a spark-submit entry point under jobs/: run one command with the script's arguments.
+
+    >>> run_job("doctor")   # in jobs/doctor.py: `spark-submit jobs/doctor.py --config c.yaml`  # doctest: +SKIP
+    """
+    args = sys.argv[1:]
+    flags = [a for a in args if a in ("--verbose", "-v")]
+    sys.exit(main([*flags, command, *(a for a in args if a not in flags)]))
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,21 @@
+# The two commands of the README: `make demo` (install, then the main job on the embedded default) and
+# `make test` (install, then the test suite). Both start with the idempotent install step.
+PY := .venv/bin/python
+DATA := data/synthetic
+CONFIG := configs/synthetic-ecommerce.yaml
+
+.PHONY: install demo test clean
+
+install:
+	@bash scripts/install.sh
+
+demo: install
+	@test -f $(DATA)/interactions.csv || $(PY) scripts/generate_synthetic.py --out $(DATA)
+	$(PY) -m recsys_spark validate --config $(CONFIG)
+	$(PY) -m recsys_spark doctor --config $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf .venv data warehouse out .pytest_cache

@@ -1,0 +1,41 @@
+"""A real standalone cluster on 127.0.0.1: jobs submitted with spark-submit run on its executors."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.cluster
+
+CONFIG = """
+dataset_group:
+  name: cluster-group
+  root: {root}
+  schemas:
+    interactions:
+      fields:
+        - {{name: USER_ID, type: string}}
+        - {{name: ITEM_ID, type: string}}
+        - {{name: TIMESTAMP, type: long}}
+"""
+
+
+def test_doctor_job_writes_and_reads_delta_on_the_cluster(cluster, write_config, tmp_path):
+    config = write_config(CONFIG.format(root=tmp_path / "warehouse"))
+    result = cluster.submit(REPO / "jobs" / "doctor.py", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "recsys-spark doctor: all good" in result.stdout
+    assert f"master  {cluster.master_url}" in result.stdout
+    assert "delta   delta-spark_2.13-" in result.stdout
+    apps = cluster.status()["completedapps"]
+    assert any(a["name"] == "recsys-spark doctor" and a["cores"] >= 1 for a in apps), apps
+
+
+def test_failing_job_exits_non_zero_with_its_message(cluster, write_config):
+    config = write_config(CONFIG.format(root="./w").replace("name: cluster-group", "name: 'bad name'"))
+    result = cluster.submit(REPO / "jobs" / "doctor.py", "--config", str(config))
+    assert result.returncode == 2, result.stderr[-3000:]
+    # spark-submit passes the Python driver's stderr on through its own stdout.
+    assert "dataset_group.name: 'bad name' is not a valid name" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout
