@@ -100,15 +100,17 @@ def fetch_missing() -> list[MavenJar]:
                         "(Debian/Ubuntu: apt-get install maven) and rerun the install step")
     for jar in missing:
         print(f"fetching {jar.coordinate}", flush=True)
-        subprocess.run(["mvn", "--batch-mode", "--quiet", "--strict-checksums", "dependency:get",
-                        f"-Dartifact={jar.coordinate}", "-Dtransitive=false", f"-Dmaven.repo.local={repo}"],
-                       check=True)
+        result = subprocess.run(["mvn", "--batch-mode", "--strict-checksums", "dependency:get",
+                                 f"-Dartifact={jar.coordinate}", "-Dtransitive=false", f"-Dmaven.repo.local={repo}"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise UserError(f"Maven could not fetch {jar.coordinate} into {repo}:\n{result.stdout[-3000:]}")
     return missing
 
 
 if __name__ == "__main__":
     try:
         fetched = fetch_missing()
-    except (UserError, subprocess.CalledProcessError) as e:
+    except UserError as e:
         sys.exit(f"error: {e}")
     print(f"jars: {len(fetched)} fetched, all present in {maven_repository()}")
