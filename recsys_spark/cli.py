@@ -56,6 +56,23 @@ def doctor(config_path: str | None) -> None:
     click.echo(run_doctor(config_path))
 
 
+@cli.command("import")
+@config_option
+@click.option("--dataset", type=click.Choice(["interactions", "users", "items"]),
+              help="Only this dataset's imports (or the dataset --source holds).")
+@click.option("--source", help="Import this CSV file or folder instead of the config's imports (needs --dataset).")
+@click.option("--mode", type=click.Choice(["FULL", "INCREMENTAL"]), help="Override the import mode.")
+def import_(config_path: str, dataset: str | None, source: str | None, mode: str | None) -> None:
+    """Bulk import CSV into the dataset tables, with validation and rejects."""
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.importer import run_imports
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    for result in run_imports(session_for(config, "recsys-spark import"), config, dataset, source, mode):
+        click.echo(result.summary())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 2 user error, 1 failure)."""
     args = sys.argv[1:] if argv is None else argv

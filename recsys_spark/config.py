@@ -123,13 +123,28 @@ class DatasetGroup(_Strict):
     schemas: Schemas
 
 
+Ratio = Annotated[float, Field(ge=0, le=1)]
+
+
 class ImportJob(_Strict):
-    """A bulk import: ``dataset``, ``source`` (a CSV file or folder of CSVs), ``mode`` FULL (default) or
-    INCREMENTAL."""
+    """A bulk import: ``dataset``, ``source`` (a CSV file or folder of CSVs), ``mode`` FULL (default:
+    replaces the dataset's bulk data) or INCREMENTAL (upserts); ``max_reject_ratio`` (default 0.01): above
+    this share of rejected rows the job fails and commits nothing; ``allow_extra_columns`` (default false):
+    ignore CSV columns that are not in the schema instead of failing."""
 
     dataset: Literal["interactions", "users", "items"]
     source: Location
     mode: Literal["FULL", "INCREMENTAL"] = "FULL"
+    max_reject_ratio: Ratio = 0.01
+    allow_extra_columns: bool = False
+
+
+class Ingest(_Strict):
+    """Incremental ingestion of JSON-lines files: ``landing`` (default ``<root>/_landing``) holds one folder
+    per dataset (``events/``, ``users/``, ``items/``); ``max_reject_ratio`` as for imports (default 0.01)."""
+
+    landing: Location | None = None
+    max_reject_ratio: Ratio = 0.01
 
 
 class EventSettings(_Strict):
@@ -211,6 +226,7 @@ class Config(_Strict):
 
     dataset_group: DatasetGroup
     imports: list[ImportJob] = []
+    ingest: Ingest = Ingest()
     solutions: list[Solution] = []
     filters: list[Filter] = []
     batch_jobs: list[BatchJob] = []
@@ -234,6 +250,11 @@ class Config(_Strict):
     @property
     def root(self) -> str:
         return self.dataset_group.root
+
+    @property
+    def landing(self) -> str:
+        """Where producers drop JSON-lines files for `ingest`."""
+        return self.ingest.landing or f"{self.root.rstrip('/')}/_landing"
 
     def schema(self, dataset: str) -> DatasetSchema | None:
         return getattr(self.dataset_group.schemas, dataset)

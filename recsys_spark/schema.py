@@ -62,6 +62,8 @@ class SchemaField(BaseModel):
     def _name(cls, v: str) -> str:
         if not FIELD_NAME.fullmatch(v):
             raise ValueError(f"field name {v!r} must be letters, digits and _, not starting with a digit")
+        if v.startswith("_"):
+            raise ValueError(f"field name {v!r}: names starting with _ are reserved for bookkeeping columns")
         return v
 
     @field_validator("type")

@@ -23,3 +23,38 @@ def delete_path(spark, uri: str) -> bool:
     """Delete a file or a folder with everything in it; False when there was nothing to delete."""
     path, fs = _hadoop_path(spark, uri)
     return bool(fs.delete(path, True))
+
+
+def list_files(spark, uri: str, suffixes: tuple[str, ...]) -> list[str]:
+    """``uri`` itself when it is a file, else the files directly in that folder whose names end with one of
+    ``suffixes`` (case-insensitive; names starting with ``_`` or ``.`` skipped), sorted by name. A clear
+    error when the path does not exist or the folder holds no such file."""
+    from recsys_spark.errors import UserError
+
+    path, fs = _hadoop_path(spark, uri)
+    if not fs.exists(path):
+        raise UserError(f"source {uri} does not exist")
+    if fs.getFileStatus(path).isFile():
+        return [uri]
+    names = sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isFile())
+    files = [f"{uri.rstrip('/')}/{n}" for n in names
+             if n.lower().endswith(suffixes) and not n.startswith(("_", "."))]
+    if not files:
+        raise UserError(f"source folder {uri} holds no {' or '.join(suffixes)} file")
+    return files
+
+
+def read_first_line(spark, uri: str) -> str:
+    """The first line of a text file (decompressed when its name says gzip, bzip2...), without its newline."""
+    jvm = spark.sparkContext._jvm
+    path, fs = _hadoop_path(spark, uri)
+    stream = fs.open(path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()).getCodec(path)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+    try:
+        return reader.readLine() or ""
+    finally:
+        reader.close()

@@ -1,0 +1,1 @@
+"""The data layer: Delta tables of a dataset group, CSV import, incremental ingestion, deletion, export."""

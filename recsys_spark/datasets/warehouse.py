@@ -1,0 +1,144 @@
+"""Where a dataset group's tables live, and the Delta operations every job shares.
+
+Layout under the root (DESIGN.md section 4)::
+
+    <root>/interactions/  <root>/users/  <root>/items/   one Delta table per dataset
+    <root>/_rejects/<dataset>/                           rows that failed validation, with reasons
+    <root>/_jobs/                                        one row per job run
+    <root>/_checkpoints/                                 streaming ingestion progress
+
+Dataset tables carry the schema's columns plus bookkeeping columns starting with ``_``: ``_ORIGIN``
+(``bulk`` for CSV imports, ``stream`` for ingested records; a FULL import replaces only bulk rows, as the
+managed service does) and, for interactions, ``_EVENT_ID`` (the PutEvents eventId, for deduplication).
+
+>>> wh = Warehouse(spark, config)                                   # doctest: +SKIP
+>>> wh.version("interactions")                                      # doctest: +SKIP
+3
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from recsys_spark.config import Config
+from recsys_spark.errors import UserError
+from recsys_spark.schema import DatasetSchema
+
+ORIGIN = "_ORIGIN"
+EVENT_ID = "_EVENT_ID"
+BULK, STREAM = "bulk", "stream"
+ID_FIELD = {"users": "USER_ID", "items": "ITEM_ID"}
+INTERACTION_KEY = ("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE")
+
+REJECTS_SCHEMA = T.StructType([
+    T.StructField("job_id", T.StringType(), False),
+    T.StructField("dataset", T.StringType(), False),
+    T.StructField("source_file", T.StringType(), True),
+    T.StructField("line", T.StringType(), True),
+    T.StructField("reason", T.StringType(), False),
+    T.StructField("rejected_at", T.TimestampType(), False),
+])
+
+
+def bookkeeping_fields(dataset: str) -> list[T.StructField]:
+    fields = [T.StructField(ORIGIN, T.StringType(), False)]
+    if dataset == "interactions":
+        fields.append(T.StructField(EVENT_ID, T.StringType(), True))
+    return fields
+
+
+def interaction_key(schema: DatasetSchema) -> list[str]:
+    """The columns that identify one interaction: USER_ID, ITEM_ID, TIMESTAMP and EVENT_TYPE when present."""
+    return [c for c in INTERACTION_KEY if schema.field(c) is not None]
+
+
+class Warehouse:
+    """The tables of one dataset group (``config.root``), read and written through ``spark``."""
+
+    def __init__(self, spark: SparkSession, config: Config):
+        self.spark, self.config = spark, config
+        self.root = config.root.rstrip("/")
+
+    def path(self, dataset: str) -> str:
+        return f"{self.root}/{dataset}"
+
+    def rejects_path(self, dataset: str) -> str:
+        return f"{self.root}/_rejects/{dataset}"
+
+    @property
+    def jobs_path(self) -> str:
+        return f"{self.root}/_jobs"
+
+    def checkpoint_path(self, name: str) -> str:
+        return f"{self.root}/_checkpoints/{name}"
+
+    def schema(self, dataset: str) -> DatasetSchema:
+        schema = self.config.schema(dataset)
+        if schema is None:
+            raise UserError(f"{self.config.source}: no schema for dataset {dataset!r} under dataset_group.schemas")
+        return schema
+
+    def table_type(self, dataset: str) -> T.StructType:
+        """The Delta table's Spark schema: the dataset schema's fields, then the bookkeeping columns."""
+        return T.StructType(list(self.schema(dataset).struct_type().fields) + bookkeeping_fields(dataset))
+
+    def exists(self, dataset_path: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, dataset_path)
+
+    def version(self, dataset: str) -> int | None:
+        """The table's latest Delta version, or None when it does not exist yet."""
+        return table_version(self.spark, self.path(dataset))
+
+    def versions(self) -> dict[str, int]:
+        """The latest version of every existing dataset table (what a training run pins)."""
+        found = {d: self.version(d) for d in ("interactions", "users", "items") if self.config.schema(d)}
+        return {d: v for d, v in found.items() if v is not None}
+
+    def read(self, dataset: str, version: int | None = None, bookkeeping: bool = False) -> DataFrame:
+        """A dataset as a DataFrame, at ``version`` (time travel) or the latest; schema columns only unless
+        ``bookkeeping``."""
+        if not self.exists(self.path(dataset)):
+            raise UserError(f"dataset {dataset!r} has no table yet at {self.path(dataset)}; import it first")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        frame = reader.load(self.path(dataset))
+        return frame if bookkeeping else frame.select(*self.schema(dataset).names)
+
+    def ensure_table(self, dataset: str) -> None:
+        """Create the dataset's table if missing; check an existing one still matches the schema."""
+        from delta.tables import DeltaTable
+
+        wanted = self.table_type(dataset)
+        path = self.path(dataset)
+        if not self.exists(path):
+            DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted).execute()
+            return
+        found = {f.name: f.dataType for f in self.spark.read.format("delta").load(path).schema}
+        changed = [f"{f.name} ({found[f.name].simpleString()} in the table, {f.dataType.simpleString()} in the "
+                   f"schema)" for f in wanted if f.name in found and found[f.name] != f.dataType]
+        missing = [f.name for f in wanted if f.name not in found]
+        if changed or missing:
+            raise UserError(
+                f"the {dataset} table at {path} does not match the config's schema: "
+                + "; ".join(filter(None, [f"types differ: {', '.join(changed)}" if changed else "",
+                                          f"not in the table: {', '.join(missing)}" if missing else ""]))
+                + ". Export the data, remove the table folder and import again with the new schema.")
+
+    def append_rejects(self, dataset: str, rejects: DataFrame, txn: tuple[str, int] | None = None) -> None:
+        """Append rows of REJECTS_SCHEMA; ``txn`` (app id, version) makes a retried append a no-op."""
+        writer = rejects.select(*REJECTS_SCHEMA.names).write.format("delta").mode("append")
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+        writer.save(self.rejects_path(dataset))
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]

@@ -1,0 +1,91 @@
+"""The job history: one row per job run in ``<root>/_jobs`` (kind, name, status, times, inputs, counts,
+metrics), written when the run ends, whether it succeeded or failed.
+
+>>> with job_run(warehouse, "import", "interactions", {"source": src}) as run:   # doctest: +SKIP
+...     run.counts["accepted"] = 1000
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pyspark.sql import types as T
+
+log = logging.getLogger(__name__)
+
+JOBS_SCHEMA = T.StructType([
+    T.StructField("job_id", T.StringType(), False),
+    T.StructField("kind", T.StringType(), False),
+    T.StructField("name", T.StringType(), True),
+    T.StructField("status", T.StringType(), False),
+    T.StructField("started_at", T.TimestampType(), False),
+    T.StructField("ended_at", T.TimestampType(), False),
+    T.StructField("seconds", T.DoubleType(), False),
+    T.StructField("inputs", T.StringType(), True),
+    T.StructField("counts", T.MapType(T.StringType(), T.LongType()), True),
+    T.StructField("metrics", T.StringType(), True),
+    T.StructField("error", T.StringType(), True),
+])
+
+
+def new_job_id(kind: str) -> str:
+    """``import-20261129T142501-3fa2c1``: sortable by time, unique across concurrent runs."""
+    return f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class JobRun:
+    """What a running job reports: fill ``counts`` and ``metrics`` while it runs."""
+
+    kind: str
+    name: str | None
+    inputs: dict
+    job_id: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __post_init__(self):
+        self.job_id = self.job_id or new_job_id(self.kind)
+
+
+@contextmanager
+def job_run(warehouse, kind: str, name: str | None, inputs: dict):
+    """Run a job body and append its row to ``_jobs`` at the end: SUCCEEDED, or FAILED with the error."""
+    run = JobRun(kind, name, inputs)
+    started = time.perf_counter()
+    try:
+        yield run
+    except BaseException as e:
+        _record(warehouse, run, "FAILED", time.perf_counter() - started, f"{type(e).__name__}: {e}"[:2000])
+        raise
+    _record(warehouse, run, "SUCCEEDED", time.perf_counter() - started, None)
+
+
+def _record(warehouse, run: JobRun, status: str, seconds: float, error: str | None) -> None:
+    row = (run.job_id, run.kind, run.name, status, run.started_at, datetime.now(timezone.utc), round(seconds, 3),
+           json.dumps(run.inputs, default=str), {k: int(v) for k, v in run.counts.items()},
+           json.dumps(run.metrics, default=str), error)
+    try:
+        warehouse.spark.createDataFrame([row], JOBS_SCHEMA).write.format("delta").mode("append") \
+            .save(warehouse.jobs_path)
+    except Exception as e:  # noqa: BLE001 - the job's own outcome matters more than its history row
+        if error is None:
+            raise
+        log.warning("could not record the failed job %s in %s: %s", run.job_id, warehouse.jobs_path, e)
+
+
+def job_history(warehouse, limit: int = 50):
+    """The newest ``limit`` job runs as a DataFrame (empty when no job has run yet)."""
+    from delta.tables import DeltaTable
+
+    spark = warehouse.spark
+    if not DeltaTable.isDeltaTable(spark, warehouse.jobs_path):
+        return spark.createDataFrame([], JOBS_SCHEMA)
+    return spark.read.format("delta").load(warehouse.jobs_path).orderBy("started_at", ascending=False).limit(limit)
