@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 import traceback
 
 import click
@@ -71,6 +72,55 @@ def import_(config_path: str, dataset: str | None, source: str | None, mode: str
     config = load_config(config_path)
     for result in run_imports(session_for(config, "recsys-spark import"), config, dataset, source, mode):
         click.echo(result.summary())
+
+
+@cli.command()
+@config_option
+def ingest(config_path: str) -> None:
+    """Take new JSON-lines event, user and item files from the landing folders, exactly once."""
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.ingest import run_ingest
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    click.echo(run_ingest(session_for(config, "recsys-spark ingest"), config).summary())
+
+
+@cli.command("delete-users")
+@config_option
+@click.option("--source", required=True, help="CSV file or folder with a USER_ID column.")
+def delete_users_(config_path: str, source: str) -> None:
+    """Delete every row of the listed users from every dataset."""
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.deletion import delete_users
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    counts = delete_users(session_for(config, "recsys-spark delete-users"), config, _location(source))
+    click.echo("delete-users: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items()))
+
+
+@cli.command()
+@config_option
+@click.option("--dataset", required=True, type=click.Choice(["interactions", "users", "items"]))
+@click.option("--output", required=True, help="Folder (local or S3) to write the CSV part files to.")
+@click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
+def export(config_path: str, dataset: str, output: str, overwrite: bool) -> None:
+    """Write a dataset as CSV with a header (importable again)."""
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.export import export_dataset
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    rows = export_dataset(session_for(config, "recsys-spark export"), config, dataset, _location(output), overwrite)
+    click.echo(f"export {dataset}: {rows:,} rows to {output}")
+
+
+def _location(value: str) -> str:
+    """A command-line path: URIs as written, local paths made absolute (against the working directory)."""
+    from recsys_spark.config import URI
+
+    return value if URI.match(value) else str(Path(value).expanduser().resolve())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,3 +58,13 @@ def read_first_line(spark, uri: str) -> str:
         return reader.readLine() or ""
     finally:
         reader.close()
+
+
+def write_text(spark, uri: str, text: str) -> None:
+    """Create a small file holding ``text`` (fails if it exists)."""
+    path, fs = _hadoop_path(spark, uri)
+    out = fs.create(path, False)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()

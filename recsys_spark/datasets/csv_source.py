@@ -44,11 +44,13 @@ def check_header(source: str, header: list[str], schema: DatasetSchema, allow_ex
     return [f"{source}: {p}" for p in problems]
 
 
-def read_csv(spark: SparkSession, source: str, schema: DatasetSchema, allow_extra: bool = False) -> DataFrame:
+def read_csv(spark: SparkSession, source: str, schema: DatasetSchema, allow_extra: bool = False,
+             with_order: bool = False) -> DataFrame:
     """Rows of every data line in ``source`` (a CSV file or a folder of them).
 
     Columns: each schema field as a string (None when absent or empty), ``_line`` (the raw line), ``_file``,
-    ``_order`` (sorts rows in file order: later lines win when IDs repeat) and ``_format_error``.
+    ``_format_error``, and with ``with_order`` ``_order`` (sorts rows in file order: later lines win when
+    IDs repeat).
     Blank lines and each file's header line are skipped. Header problems fail before any work.
     """
     files = list_files(spark, source, CSV_SUFFIXES)
@@ -60,32 +62,43 @@ def read_csv(spark: SparkSession, source: str, schema: DatasetSchema, allow_extr
                                       parse_header(line), schema, allow_extra)]
     if problems:
         raise UserError("cannot import: " + "; ".join(problems))
-    frames = [_read_group(spark, paths, header_line, schema) for header_line, paths in by_header.items()]
+    frames = [_read_group(spark, paths, header_line, schema, with_order) for header_line, paths in by_header.items()]
     result = frames[0]
     for frame in frames[1:]:
         result = result.unionByName(frame)
     return result
 
 
-def _read_group(spark: SparkSession, paths: list[str], header_line: str, schema: DatasetSchema) -> DataFrame:
+def _read_group(spark: SparkSession, paths: list[str], header_line: str, schema: DatasetSchema,
+                with_order: bool) -> DataFrame:
     header = parse_header(header_line)
     n = len(header)
+    # A line equal to the header is a header (files concatenated with their headers); blank lines are no records.
     lines = (spark.read.text(paths)
              .select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias(FILE),
-                     F.struct(F.col("_metadata.file_path"), F.col("_metadata.file_block_start"),
-                              F.monotonically_increasing_id()).alias(ORDER),
                      F.col("_metadata.file_block_start").alias("_block"))
-             .where((F.trim(F.col(LINE)) != "") & ~((F.col("_block") == 0) & (F.col(LINE) == header_line))))
-    # Count columns outside quotes: drop escaped characters, then quoted sections, then count commas.
-    unescaped = F.regexp_replace(F.col(LINE), r"\\.", "")
-    quotes = F.length(unescaped) - F.length(F.regexp_replace(unescaped, '"', ""))
+             .where((F.col(LINE) != header_line) & (F.trim(F.col(LINE)) != "")))
+    # from_csv flags a line whose token count differs from the header's in `_corrupt`; unbalanced quotes can
+    # still give the right count, so lines holding a quote also get their quotes counted (outside escapes).
+    # The message, with regular expressions, is only built for those lines.
+    line = F.col(LINE)
+    unescaped = F.regexp_replace(line, r"\\.", "")
+    unbalanced = (F.instr(line, '"') > 0) & (
+        (F.length(unescaped) - F.length(F.replace(unescaped, F.lit('"'), F.lit("")))) % 2 == 1)
     columns = F.size(F.split(F.regexp_replace(unescaped, '"[^"]*"', ""), ",", -1))
-    format_error = (F.when(quotes % 2 == 1, F.lit("malformed CSV line: unbalanced quotes"))
-                    .when(columns != n, F.concat(F.lit("malformed CSV line: "), columns.cast("string"),
-                                                 F.lit(f" columns, the header has {n}"))))
-    # Parsed once into a struct column, then projected (so from_csv is not repeated per field).
-    lines = lines.select(LINE, FILE, ORDER, format_error.alias(FORMAT_ERROR), F.from_csv(
-        F.col(LINE), ", ".join(f"c{i} STRING" for i in range(n)), {"mode": "PERMISSIVE"}).alias("_parsed"))
+    corrupt = F.col("_parsed._corrupt").isNotNull()
+    format_error = (F.when(unbalanced, F.lit("malformed CSV line: unbalanced quotes"))
+                    .when(corrupt, F.concat(F.lit("malformed CSV line: "), columns.cast("string"),
+                                            F.lit(f" columns, the header has {n}"))))
+    # Parsed once into a struct column, then projected. (Callers filtering on a reason computed from these
+    # fields put a barrier such as `observe` first: a filter pushed below this projection would repeat
+    # from_csv once per field reference.)
+    order = [F.struct(F.col(FILE), F.col("_block"), F.monotonically_increasing_id()).alias(ORDER)] if with_order else []
+    spec = ", ".join([*(f"c{i} STRING" for i in range(n)), "_corrupt STRING"])
+    lines = lines.select(LINE, FILE, *order, F.from_csv(line, spec, {"mode": "PERMISSIVE",
+                                                                      "columnNameOfCorruptRecord": "_corrupt"})
+                         .alias("_parsed"))
+    lines = lines.select("*", format_error.alias(FORMAT_ERROR))
     parsed = F.col("_parsed")
     fields = []
     for f in schema.fields:
@@ -94,4 +107,4 @@ def _read_group(spark: SparkSession, paths: list[str], header_line: str, schema:
             fields.append(F.when(value != "", value).alias(f.name))
         else:
             fields.append(F.lit(None).cast("string").alias(f.name))
-    return lines.select(*fields, LINE, FILE, ORDER, FORMAT_ERROR)
+    return lines.select(*fields, LINE, FILE, *([ORDER] if with_order else []), FORMAT_ERROR)

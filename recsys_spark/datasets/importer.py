@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from recsys_spark.config import Config, ImportJob
 from recsys_spark.datasets.csv_source import FILE, LINE, ORDER, read_csv
-from recsys_spark.datasets.validation import REASON, validate
+from recsys_spark.datasets.validation import BAD, reason, validate
 from recsys_spark.datasets.warehouse import (BULK, EVENT_ID, ID_FIELD, ORIGIN, Warehouse, interaction_key,
                                              table_version)
 from recsys_spark.errors import UserError
@@ -82,15 +82,17 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     with job_run(warehouse, "import", job.dataset, inputs) as run:
         schema = warehouse.schema(job.dataset)
         warehouse.ensure_table(job.dataset)  # a schema mismatch fails before reading anything
-        checked = validate(read_csv(spark, job.source, schema, job.allow_extra_columns), schema)
+        # Users and items keep the last line per ID, so they need the rows' file order.
+        rows = read_csv(spark, job.source, schema, job.allow_extra_columns, with_order=job.dataset in ID_FIELD)
+        checked = validate(rows, schema)
 
         # Pass 1: keep the rejects (a log, even when the job then fails) and count.
         stats = Observation(f"import-{run.job_id}")
         rejects = (checked.observe(stats, F.count(F.lit(1)).alias("read"),
-                                   F.count_if(F.col(REASON).isNotNull()).alias("rejected"))
-                   .where(F.col(REASON).isNotNull())
+                                   F.count_if(F.col(BAD)).alias("rejected"))
+                   .where(F.col(BAD))
                    .select(F.lit(run.job_id).alias("job_id"), F.lit(job.dataset).alias("dataset"),
-                           F.col(FILE).alias("source_file"), F.col(LINE).alias("line"), F.col(REASON).alias("reason"),
+                           F.col(FILE).alias("source_file"), F.col(LINE).alias("line"), reason(schema).alias("reason"),
                            F.current_timestamp().alias("rejected_at")))
         warehouse.append_rejects(job.dataset, rejects)
         read, rejected = stats.get["read"], stats.get["rejected"]
@@ -106,8 +108,10 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
                 f"{warehouse.rejects_path(job.dataset)} (job_id {run.job_id}), e.g.: "
                 + "; ".join(reason for _, reason in result.sample_rejects[:3]))
 
-        # Pass 2: the accepted rows, as one Delta commit.
-        accepted = checked.where(F.col(REASON).isNull())
+        # Pass 2: the accepted rows, as one Delta commit. (`observe` also keeps Spark from pushing the filter
+        # into the CSV parsing, where it would parse each line once per field.)
+        written = Observation(f"accepted-{run.job_id}")
+        accepted = checked.observe(written, F.count(F.lit(1)).alias("rows")).where(~F.col(BAD))
         if job.mode == "FULL":
             _replace_bulk(warehouse, job.dataset, accepted, result)
         else:

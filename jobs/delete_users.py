@@ -1,0 +1,9 @@
+"""spark-submit entry point: Delete every row of the listed users from every dataset.
+
+    spark-submit jobs/delete_users.py --config pipeline.yaml --source users-to-delete.csv
+"""
+
+from recsys_spark.cli import run_job
+
+if __name__ == "__main__":
+    run_job("delete-users")
