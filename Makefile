@@ -12,7 +12,7 @@ install:
 demo: install
 	@test -f $(DATA)/interactions.csv || $(PY) scripts/generate_synthetic.py --out $(DATA)
 	$(PY) -m recsys_spark validate --config $(CONFIG)
-	$(PY) -m recsys_spark doctor --config $(CONFIG)
+	$(PY) -m recsys_spark import --config $(CONFIG)
 
 test: install
 	$(PY) -m pytest -q

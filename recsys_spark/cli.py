@@ -69,7 +69,10 @@ def import_(config_path: str, dataset: str | None, source: str | None, mode: str
     from recsys_spark.datasets.importer import run_imports
     from recsys_spark.session import session_for
 
+    if source and not dataset:
+        raise click.UsageError("--source needs --dataset: which dataset does the file hold?")
     config = load_config(config_path)
+    source = _location(source) if source else None
     for result in run_imports(session_for(config, "recsys-spark import"), config, dataset, source, mode):
         click.echo(result.summary())
 

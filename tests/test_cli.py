@@ -93,3 +93,8 @@ def test_every_job_entry_point_runs_its_command(job):
     result = subprocess.run([sys.executable, str(job), "--help"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "--config" in result.stdout
+
+
+def test_import_source_needs_a_dataset():
+    result = run("import", "--config", "configs/synthetic-ecommerce.yaml", "--source", "x.csv")
+    assert result.returncode == 2 and "--source needs --dataset" in result.stderr

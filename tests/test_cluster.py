@@ -39,3 +39,23 @@ def test_failing_job_exits_non_zero_with_its_message(cluster, write_config):
     # spark-submit passes the Python driver's stderr on through its own stdout.
     assert "dataset_group.name: 'bad name' is not a valid name" in result.stdout, result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_import_job_on_the_cluster(cluster, spark, write_config, tmp_path):
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.warehouse import Warehouse
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "interactions.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP\n" + "".join(
+        f"u{i % 40},i{i % 13},{1_700_000_000 + i}\n" for i in range(500)) + "u1,i1,not-a-time\n")
+    config = write_config(CONFIG.format(root=tmp_path / "warehouse") + f"""
+imports:
+  - {{dataset: interactions, source: {data}/interactions.csv}}
+""")
+    result = cluster.submit(REPO / "jobs" / "import_dataset.py", "--config", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "import interactions (FULL)" in result.stdout and "500 accepted, 1 rejected" in result.stdout
+    assert any(a["name"] == "recsys-spark import" for a in cluster.status()["completedapps"])
+    # Read back what the cluster's job committed, from this test's own session.
+    assert Warehouse(spark, load_config(config)).read("interactions").count() == 500

@@ -63,8 +63,7 @@ def run_imports(spark: SparkSession, config: Config, dataset: str | None = None,
     if source is not None:
         if dataset is None:
             raise UserError("--source needs --dataset: which dataset does the file hold?")
-        jobs = [ImportJob.model_validate({"dataset": dataset, "source": source, "mode": mode or "FULL"},
-                                         context={"base_dir": "."})]
+        jobs = [ImportJob(dataset=dataset, source=source, mode=mode or "FULL")]
     else:
         jobs = [j for j in config.imports if dataset in (None, j.dataset)]
         if mode is not None:

@@ -91,6 +91,8 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
     max_ratio = warehouse.config.ingest.max_reject_ratio
 
     def process(batch: DataFrame, batch_id: int) -> None:
+        # File order within the batch (later records win); a row id is only available on a batch.
+        batch = batch.withColumn(ORDER, F.struct(FILE, "_block", F.monotonically_increasing_id()))
         checked = validate(_records(batch, dataset, schema), schema).persist()
         try:
             stats = checked.agg(F.count(F.lit(1)).alias("read"),
@@ -115,8 +117,7 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
 
     lines = (spark.readStream.format("text").option("maxFilesPerTrigger", FILES_PER_BATCH).load(source)
              .select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias(FILE),
-                     F.struct(F.col("_metadata.file_path"), F.col("_metadata.file_block_start"),
-                              F.monotonically_increasing_id()).alias(ORDER))
+                     F.col("_metadata.file_block_start").alias("_block"))
              .where(F.trim(F.col(LINE)) != ""))
     query = (lines.writeStream.foreachBatch(process).option("checkpointLocation", checkpoint)
              .trigger(availableNow=True).queryName(f"ingest-{dataset}").start())
