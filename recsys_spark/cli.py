@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 import traceback
 
 import click
 
 from recsys_spark import __version__
+from recsys_spark.config import resolve_location
 from recsys_spark.errors import UserError
-
-log = logging.getLogger("recsys_spark")
 
 config_option = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
                              help="The pipeline's YAML config.")
@@ -26,10 +24,8 @@ config_option = click.option("--config", "config_path", required=True, type=clic
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--verbose", "-v", is_flag=True, help="Show debug logs and the traceback of a failure.")
 @click.version_option(__version__, prog_name="recsys-spark")
-@click.pass_context
-def cli(ctx: click.Context, verbose: bool) -> None:
+def cli(verbose: bool) -> None:
     """A self-hosted recommendation service as Spark jobs."""
-    ctx.obj = {"verbose": verbose}
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -72,7 +68,7 @@ def import_(config_path: str, dataset: str | None, source: str | None, mode: str
     if source and not dataset:
         raise click.UsageError("--source needs --dataset: which dataset does the file hold?")
     config = load_config(config_path)
-    source = _location(source) if source else None
+    source = resolve_location(source) if source else None
     for result in run_imports(session_for(config, "recsys-spark import"), config, dataset, source, mode):
         click.echo(result.summary())
 
@@ -99,7 +95,7 @@ def delete_users_(config_path: str, source: str) -> None:
     from recsys_spark.session import session_for
 
     config = load_config(config_path)
-    counts = delete_users(session_for(config, "recsys-spark delete-users"), config, _location(source))
+    counts = delete_users(session_for(config, "recsys-spark delete-users"), config, resolve_location(source))
     click.echo("delete-users: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items()))
 
 
@@ -115,15 +111,8 @@ def export(config_path: str, dataset: str, output: str, overwrite: bool) -> None
     from recsys_spark.session import session_for
 
     config = load_config(config_path)
-    rows = export_dataset(session_for(config, "recsys-spark export"), config, dataset, _location(output), overwrite)
+    rows = export_dataset(session_for(config, "recsys-spark export"), config, dataset, resolve_location(output), overwrite)
     click.echo(f"export {dataset}: {rows:,} rows to {output}")
-
-
-def _location(value: str) -> str:
-    """A command-line path: URIs as written, local paths made absolute (against the working directory)."""
-    from recsys_spark.config import URI
-
-    return value if URI.match(value) else str(Path(value).expanduser().resolve())
 
 
 def main(argv: list[str] | None = None) -> int:

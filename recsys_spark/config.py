@@ -51,15 +51,18 @@ def _name(value: str) -> str:
     return value
 
 
-def _location(value: str, info: ValidationInfo) -> str:
-    """A URI (``s3://``, ``s3a://``, ``file:``...) as written; a local path made absolute against the
-    config file's folder, so a pipeline runs the same from any working directory."""
-    if not value.strip():
-        raise ValueError("must not be empty")
+def resolve_location(value: str, base_dir: str | os.PathLike = ".") -> str:
+    """A URI (``s3://``, ``s3a://``, ``file:``...) as written; a local path made absolute against
+    ``base_dir`` (the config file's folder, so a pipeline runs the same from any working directory)."""
     if URI.match(value) and not re.match(r"^[A-Za-z]:[\\/]", value):
         return value
-    base = Path((info.context or {}).get("base_dir", "."))
-    return str((base / Path(value).expanduser()).resolve())
+    return str((Path(base_dir) / Path(value).expanduser()).resolve())
+
+
+def _location(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return resolve_location(value, (info.context or {}).get("base_dir", "."))
 
 
 def _batch_input(value: str, info: ValidationInfo) -> str:

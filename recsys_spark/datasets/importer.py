@@ -18,6 +18,7 @@ A run killed before its commit leaves the table at its previous version; every r
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, Observation, SparkSession, Window
@@ -30,6 +31,8 @@ from recsys_spark.datasets.warehouse import (BULK, EVENT_ID, ID_FIELD, ORIGIN, W
                                              table_version)
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class ImportResult:
@@ -105,16 +108,20 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
                 f"{rejected:,} of {read:,} rows of {job.source} were rejected ({rejected / read:.1%}), above "
                 f"max_reject_ratio {job.max_reject_ratio:.1%}; nothing was imported. Reasons are in "
                 f"{warehouse.rejects_path(job.dataset)} (job_id {run.job_id}), e.g.: "
-                + "; ".join(reason for _, reason in result.sample_rejects[:3]))
+                + "; ".join(why for _, why in result.sample_rejects[:3]))
 
         # Pass 2: the accepted rows, as one Delta commit. (`observe` also keeps Spark from pushing the filter
         # into the CSV parsing, where it would parse each line once per field.)
         written = Observation(f"accepted-{run.job_id}")
-        accepted = checked.observe(written, F.count(F.lit(1)).alias("rows")).where(~F.col(BAD))
+        accepted = checked.observe(written, F.count_if(~F.col(BAD)).alias("rows")).where(~F.col(BAD))
         if job.mode == "FULL":
             _replace_bulk(warehouse, job.dataset, accepted, result)
         else:
             _upsert(warehouse, job.dataset, accepted, result)
+        if written.get["rows"] != result.accepted:  # the source changed between the two passes
+            run.metrics["second_pass_rows"] = written.get["rows"]
+            log.warning("%s changed during the import: %d valid rows in the first pass, %d written; rerun it",
+                        job.source, result.accepted, written.get["rows"])
         result.version = table_version(spark, warehouse.path(job.dataset))
         run.counts.update(inserted=result.inserted, updated=result.updated, unchanged=result.unchanged)
         run.metrics["version"] = result.version
