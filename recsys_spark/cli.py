@@ -115,6 +115,29 @@ def export(config_path: str, dataset: str, output: str, overwrite: bool) -> None
     click.echo(f"export {dataset}: {rows:,} rows to {output}")
 
 
+@cli.group("filter")
+def filter_group() -> None:
+    """Filter expressions in the managed service's language."""
+
+
+@filter_group.command("validate")
+@config_option
+@click.argument("expression")
+def filter_validate(config_path: str, expression: str) -> None:
+    """Check EXPRESSION (or the config's filter of that name) against the config's schemas."""
+    from recsys_spark.config import load_config
+    from recsys_spark.filters import check_filter, parse_filter
+
+    config = load_config(config_path)
+    if expression in {f.name for f in config.filters}:
+        expression = config.filter(expression).expression
+    parsed = parse_filter(expression)
+    check_filter(parsed, config.schema, expression)
+    click.echo(str(parsed))
+    click.echo(f"  datasets    {', '.join(sorted(parsed.datasets))}")
+    click.echo(f"  parameters  {', '.join('$' + p for p in sorted(parsed.parameters)) or '-'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 2 user error, 1 failure)."""
     args = sys.argv[1:] if argv is None else argv

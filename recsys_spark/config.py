@@ -271,6 +271,12 @@ class Config(_Strict):
     def batch_job(self, name: str) -> BatchJob:
         return _by_name(self.batch_jobs, name, "batch job")
 
+    def parsed_filter(self, name: str):
+        """The named filter's expression as a checked :class:`~recsys_spark.filters.Filter`."""
+        from recsys_spark.filters import parse_filter
+
+        return parse_filter(self.filter(name).expression)  # checked against the schemas when loading
+
     def summary(self) -> str:
         """A few lines saying what the config defines (printed by `recsys-spark validate`)."""
         datasets = [f"{d} ({len(s.fields)} fields)" for d in DATASETS if (s := self.schema(d)) is not None]
@@ -491,6 +497,13 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
         if config.schema(job.dataset) is None:
             out.append((("imports", i, "dataset"), f"no schema for dataset {job.dataset!r} under "
                                                    "dataset_group.schemas"))
+    from recsys_spark.filters import FilterError, check_filter, parse_filter
+
+    for i, entry in enumerate(config.filters):
+        try:
+            check_filter(parse_filter(entry.expression), config.schema, entry.expression)
+        except FilterError as e:
+            out.append((("filters", i, "expression"), str(e)))
     solutions = [s.name for s in config.solutions]
     filters = [f.name for f in config.filters]
     for i, job in enumerate(config.batch_jobs):

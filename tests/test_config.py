@@ -188,14 +188,15 @@ def test_schema_file_errors_name_that_file_and_its_line(write_config, tmp_path):
 def test_schema_file_in_avro_json_loads(write_config, tmp_path):
     (tmp_path / "items.avsc").write_text('{"type": "record", "name": "Items", "fields": ['
                                          '{"name": "ITEM_ID", "type": "string"},'
-                                         '{"name": "GENRES", "type": ["null", "string"], "categorical": true}]}')
+                                         '{"name": "GENRES", "type": ["null", "string"], "categorical": true},'
+                                         '{"name": "PRICE", "type": "double"}]}')
     text = VALID.replace("""    items:
       fields:
         - {name: ITEM_ID, type: string}
         - {name: GENRES, type: [null, string], categorical: true}
         - {name: PRICE, type: double}
 """, "    items: {file: items.avsc}\n")
-    assert load_config(write_config(text)).schema("items").names == ["ITEM_ID", "GENRES"]
+    assert load_config(write_config(text)).schema("items").names == ["ITEM_ID", "GENRES", "PRICE"]
 
 
 def test_environment_variables_are_substituted_and_unset_ones_reported(write_config, monkeypatch):
@@ -243,6 +244,7 @@ def test_every_problem_is_reported_at_once(write_config):
 
 
 def test_untrained_string_fields_are_warned_about(write_config):
-    cfg = load_config(write_config(VALID.replace("{name: PRICE, type: double}", "{name: COLOR, type: string}")))
+    cfg = load_config(write_config(VALID.replace("{name: PRICE, type: double}",
+                                                 "{name: PRICE, type: double}\n        - {name: COLOR, type: string}")))
     assert cfg.warnings == ["dataset_group.schemas.items: string field COLOR is neither categorical nor textual; "
                             "recipes and filters will not use it"]
