@@ -125,3 +125,14 @@ def test_values_with_quotes_and_sql_match_only_themselves(warehouse):
     assert same_for_all(allowed(warehouse, text, {"G": '"x\\") OR 1=1 --"'})) == {"i5"}
     assert same_for_all(allowed(warehouse, text, {"G": "\"' OR '1'='1\",\"drama'--\""})) == set()
     assert same_for_all(allowed(warehouse, text, {"G": '"drama) OR (1=1"'})) == set()
+
+
+def test_each_distinct_binding_is_compiled_once(warehouse):
+    from recsys_spark.filters.compiler import FilterPlans
+
+    plans = FilterPlans(parse_filter('INCLUDE ItemID WHERE Items.PRICE < $MAX | '
+                                     'EXCLUDE ItemID WHERE Items.GENRES IN ($G)'), warehouse)
+    first = plans.for_values({"MAX": "20"})
+    assert plans.for_values({"MAX": " 20 "}) is first and plans.for_values({"MAX": '"20"'}) is first
+    assert plans.for_values({"MAX": "20", "G": '"horror"'}) is not first
+    assert len(plans) == 2
