@@ -136,3 +136,19 @@ def test_each_distinct_binding_is_compiled_once(warehouse):
     assert plans.for_values({"MAX": " 20 "}) is first and plans.for_values({"MAX": '"20"'}) is first
     assert plans.for_values({"MAX": "20", "G": '"horror"'}) is not first
     assert len(plans) == 2
+
+
+def test_current_item_conditions_for_related_items_queries(warehouse):
+    text = 'INCLUDE ItemID WHERE Items.PRICE < CurrentItem.PRICE AND Items.GENRES IN CurrentItem.GENRES'
+    parsed = parse_filter(text)
+    check_filter(parsed, warehouse.config.schema, text)
+    queries = warehouse.spark.createDataFrame([("i2",), ("i3",), ("i4",)], "ITEM_ID string")
+    plan = compile_filter(bind(parsed, {}), warehouse, query_items=queries)
+    # i2 (drama, 15): cheaper items sharing a genre -> i1 (comedy|drama, 5); i3 (horror): none; i4 (no genre): none
+    assert plan.allowed_related(["i2", "i3", "i4"], CATALOG) == {"i2": {"i1"}, "i3": set(), "i4": set()}
+    mixed = parse_filter('EXCLUDE ItemID WHERE Items.GENRES IN CurrentItem.GENRES | '
+                         'EXCLUDE ItemID WHERE Items.PRICE > 20')
+    plan = compile_filter(mixed, warehouse, query_items=queries)
+    assert plan.allowed_related(["i2"], CATALOG)["i2"] == {"i4"}  # drama items out, then the expensive ones
+    with pytest.raises(Exception, match="CurrentItem conditions apply to related-items queries"):
+        compile_filter(bind(parsed, {}), warehouse)

@@ -8,7 +8,9 @@ Each expression becomes a :class:`Rule`:
 * interaction conditions (``Interactions.EVENT_TYPE ...``) -> per user, the items of their most recent
   ``recent_per_type`` interactions of each event type that pass (event types compared case-insensitively;
   ``"*"`` is any type);
-* ``IF CurrentUser...`` -> the users the expression applies to (the others ignore it).
+* ``IF CurrentUser...`` -> the users the expression applies to (the others ignore it);
+* conditions on ``CurrentItem.F`` (related-items queries) -> per query item, the items that pass when
+  ``CurrentItem`` is that item.
 
 For a user, the allowed items are (union of the applicable INCLUDE rules, or every item when none applies)
 minus (union of the applicable EXCLUDE rules). :meth:`FilterPlan.user_lists` gives the per-user part as one
@@ -45,6 +47,7 @@ class Rule:
     items: frozenset[str] | None = None
     user_items: DataFrame | None = None  # USER_ID, ITEM_ID
     users: DataFrame | None = None  # USER_ID
+    related_items: DataFrame | None = None  # QUERY_ITEM_ID, ITEM_ID: CurrentItem rules of related-items queries
 
 
 @dataclass
@@ -77,6 +80,38 @@ class FilterPlan:
                 rows = rows.withColumn(c, F.lit(None).cast("int" if c == "applies" else "string"))
         return rows.groupBy("USER_ID").agg(*[F.collect_set(c).alias(c) for c in columns])
 
+    def related_lists(self) -> DataFrame | None:
+        """Per query item of a related-items batch: ``include``/``exclude`` lists from CurrentItem rules, and
+        ``rules`` (their indexes, so a query item with nothing passing still counts as restricted)."""
+        parts = [r.related_items.select("QUERY_ITEM_ID", F.col("ITEM_ID").alias(
+            "include" if r.action == "INCLUDE" else "exclude")) for r in self.rules if r.related_items is not None]
+        if not parts:
+            return None
+        rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+        for c in ("include", "exclude"):
+            if c not in rows.columns:
+                rows = rows.withColumn(c, F.lit(None).cast("string"))
+        return rows.groupBy("QUERY_ITEM_ID").agg(F.collect_set("include").alias("include"),
+                                                 F.collect_set("exclude").alias("exclude"))
+
+    def allowed_related(self, query_ids: list[str], catalog: list[str]) -> dict[str, set[str]]:
+        """The allowed items for each related-items query item (a reference evaluation for small data)."""
+        lists = self.related_lists()
+        by_item = {r.QUERY_ITEM_ID: r for r in lists.collect()} if lists else {}
+        result = {}
+        for query in query_ids:
+            row = by_item.get(query)
+            include, exclude, any_include = set(), set(), False
+            for rule in self.rules:
+                if rule.user_items is not None or rule.users is not None:
+                    continue  # a related-items query has no user: user-level rules do not apply
+                chosen = rule.items if rule.items is not None else \
+                    set(row.include if rule.action == "INCLUDE" else row.exclude) if row else set()
+                any_include |= rule.action == "INCLUDE"
+                (include if rule.action == "INCLUDE" else exclude).update(chosen)
+            result[query] = (include if any_include else set(catalog)) - exclude
+        return result
+
     def allowed(self, user_ids: list[str], catalog: list[str]) -> dict[str, set[str]]:
         """The allowed items of each user, by the combination rules (a reference evaluation for small data)."""
         lists = self.user_lists()
@@ -87,8 +122,8 @@ class FilterPlan:
             applies = set(row.applies) if row else set()
             include, exclude, any_include = set(), set(), False
             for k, rule in enumerate(self.rules):
-                if rule.users is not None and k not in applies:
-                    continue
+                if (rule.users is not None and k not in applies) or rule.related_items is not None:
+                    continue  # not for this user, or a rule of related-items queries
                 chosen = rule.items if rule.items is not None else \
                     set(row.include if rule.action == "INCLUDE" else row.exclude) if row else set()
                 if rule.action == "INCLUDE":
@@ -100,8 +135,10 @@ class FilterPlan:
         return result
 
 
-def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RECENT_PER_TYPE) -> FilterPlan:
-    """Compile a bound ItemID filter against ``warehouse``'s latest tables."""
+def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RECENT_PER_TYPE,
+                   query_items: DataFrame | None = None) -> FilterPlan:
+    """Compile a bound ItemID filter against ``warehouse``'s latest tables; ``query_items`` (ITEM_ID) are the
+    items of related-items queries, needed by CurrentItem conditions."""
     if filter_.parameters:
         raise UserError(f"bind values to {', '.join('$' + p for p in sorted(filter_.parameters))} before compiling")
     rules = []
@@ -109,7 +146,11 @@ def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RE
         if e.target != "ItemID":
             raise UserError(f"`{e}`: user-segment (UserID) filters are checked, but applied only by segment jobs")
         if any(isinstance(c.value, CurrentItem) for c in e.conditions):
-            raise UserError(f"`{e}`: CurrentItem conditions need a related-items query")
+            if query_items is None or e.only_if:
+                raise UserError(f"`{e}`: CurrentItem conditions apply to related-items queries (itemId), "
+                                "without IF CurrentUser conditions")
+            rules.append(Rule(e.action, str(e), related_items=_related(warehouse, e, query_items)))
+            continue
         users = None
         if e.only_if:
             schema = warehouse.schema("users")
@@ -124,23 +165,49 @@ def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RE
     return FilterPlan(rules)
 
 
+def _related(warehouse, e: Expression, query_items: DataFrame) -> DataFrame:
+    """(QUERY_ITEM_ID, ITEM_ID) pairs passing the expression with CurrentItem = the query item: a join of the
+    few query items (broadcast) with the catalog on the expression's condition."""
+    items = warehouse.read("items")
+    current = items.join(query_items.select("ITEM_ID").distinct(), "ITEM_ID", "left_semi")
+    condition = _any_of(e.any_of, warehouse.schema("items"), candidate="c", current="q")
+    pairs = items.alias("c").join(F.broadcast(current.alias("q")), condition, "inner")
+    return pairs.select(F.col("q.ITEM_ID").alias("QUERY_ITEM_ID"), F.col("c.ITEM_ID").alias("ITEM_ID"))
+
+
 def _recent_items(warehouse, e: Expression, recent_per_type: int) -> DataFrame:
-    events = warehouse.read("interactions")
+    # The cap is per event type and the conditions only test the event type, so selecting the types first
+    # gives the same rows and ranks far fewer of them.
+    events = warehouse.read("interactions").where(_any_of(e.any_of, None))
     newest = Window.partitionBy("USER_ID", F.lower("EVENT_TYPE")).orderBy(F.col("TIMESTAMP").desc())
     recent = events.withColumn("_n", F.row_number().over(newest)).where(F.col("_n") <= recent_per_type)
-    return recent.where(_any_of(e.any_of, None)).select("USER_ID", "ITEM_ID").distinct()
+    return recent.select("USER_ID", "ITEM_ID").distinct()
 
 
-def _any_of(groups, schema: DatasetSchema | None) -> Column:
-    return reduce(lambda a, b: a | b, (reduce(lambda a, b: a & b, (_predicate(c, schema) for c in group))
-                                       for group in groups))
+def _any_of(groups, schema: DatasetSchema | None, candidate: str | None = None, current: str | None = None) -> Column:
+    return reduce(lambda a, b: a | b, (reduce(lambda a, b: a & b, (_predicate(c, schema, candidate, current)
+                                                                    for c in group)) for group in groups))
 
 
-def _predicate(c: Condition, schema: DatasetSchema | None) -> Column:
-    """One condition as a null-safe Column predicate (a missing value never matches IN or a comparison)."""
+def _predicate(c: Condition, schema: DatasetSchema | None, candidate: str | None = None,
+               current: str | None = None) -> Column:
+    """One condition as a null-safe Column predicate (a missing value never matches IN or a comparison);
+    with ``candidate``/``current`` table aliases, CurrentItem.F is ``current``'s column F."""
     if isinstance(c.value, Param):
         raise UserError(f"${c.value.name} has no value")
-    column = F.col(f"`{c.field}`")
+    column = F.col(f"{candidate}.`{c.field}`" if candidate else f"`{c.field}`")
+    if isinstance(c.value, CurrentItem):
+        other = F.col(f"{current}.`{c.value.field}`")
+        field = schema.field(c.field)
+        if c.op in LIST_OPS and field.categorical:
+            matched = F.arrays_overlap(F.split(column, r"\|"), F.split(other, r"\|"))
+        elif c.op in LIST_OPS:
+            matched = column == other
+        else:
+            matched = {"=": column == other, "<": column < other, "<=": column <= other, ">": column > other,
+                       ">=": column >= other}[c.op]
+        matched = F.coalesce(matched, F.lit(False))
+        return ~matched if c.op == "NOT IN" else matched
     if c.dataset == "Interactions":  # EVENT_TYPE: case-insensitive, "*" is any type
         values = [v.lower() for v in c.value.values]
         matched = F.lit(True) if "*" in values else F.lower(column).isin(values)
