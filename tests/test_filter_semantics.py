@@ -152,3 +152,17 @@ def test_current_item_conditions_for_related_items_queries(warehouse):
     assert plan.allowed_related(["i2"], CATALOG)["i2"] == {"i4"}  # drama items out, then the expensive ones
     with pytest.raises(Exception, match="CurrentItem conditions apply to related-items queries"):
         compile_filter(bind(parsed, {}), warehouse)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('INCLUDE UserID WHERE Users.AGE < $AGE', {"u2"}),
+    ('EXCLUDE UserID WHERE Users.AGE < $AGE', {"u1", "u3"}),
+    ('INCLUDE UserID WHERE Interactions.EVENT_TYPE IN ("purchase", "rating")', {"u1"}),
+    ('INCLUDE UserID WHERE Interactions.EVENT_TYPE IN ("view") | EXCLUDE UserID WHERE Users.AGE > 20', {"u2"}),
+])
+def test_user_segment_filters(warehouse, text, expected):
+    from recsys_spark.filters.compiler import select_users
+
+    parsed = parse_filter(text)
+    check_filter(parsed, warehouse.config.schema, text)
+    assert {r.USER_ID for r in select_users(bind(parsed, {"AGE": "18"}), warehouse).collect()} == expected

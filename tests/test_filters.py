@@ -242,3 +242,9 @@ def test_parse_of_print_is_the_same_ast(filter_):
 @given(strings)
 def test_quoted_strings_round_trip(value):
     assert parse_filter_values(quote(value), "P") == (value,)
+
+
+def test_items_and_users_are_not_mixed_in_one_filter():
+    text = 'INCLUDE ItemID WHERE Items.GENRE IN ("a") | EXCLUDE UserID WHERE Users.AGE < 3'
+    with pytest.raises(FilterError, match="selects items .ItemID. or users .UserID., not both"):
+        check_filter(parse_filter(text), SCHEMAS.get, text)

@@ -144,7 +144,7 @@ def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RE
     rules = []
     for e in filter_.expressions:
         if e.target != "ItemID":
-            raise UserError(f"`{e}`: user-segment (UserID) filters are checked, but applied only by segment jobs")
+            raise UserError(f"`{e}` selects users: apply it with select_users")
         if any(isinstance(c.value, CurrentItem) for c in e.conditions):
             if query_items is None or e.only_if:
                 raise UserError(f"`{e}`: CurrentItem conditions apply to related-items queries (itemId), "
@@ -163,6 +163,27 @@ def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RE
             rules.append(Rule(e.action, str(e), user_items=_recent_items(warehouse, e, recent_per_type),
                               users=users))
     return FilterPlan(rules)
+
+
+def select_users(filter_: Filter, warehouse) -> DataFrame:
+    """The USER_IDs a bound user-segment filter (``INCLUDE|EXCLUDE UserID ...``) selects: users matching the
+    INCLUDE expressions (every user when there is none) minus those matching an EXCLUDE expression; an
+    Interactions condition matches users with an interaction of those event types."""
+    if filter_.parameters:
+        raise UserError(f"bind values to {', '.join('$' + p for p in sorted(filter_.parameters))} first")
+    everyone = warehouse.read("users").select("USER_ID")
+    chosen = {"INCLUDE": [], "EXCLUDE": []}
+    for e in filter_.expressions:
+        if e.target != "UserID":
+            raise UserError(f"`{e}` selects items, not users")
+        if e.dataset == "Users":
+            users = warehouse.read("users").where(_any_of(e.any_of, warehouse.schema("users"))).select("USER_ID")
+        else:
+            users = warehouse.read("interactions").where(_any_of(e.any_of, None)).select("USER_ID").distinct()
+        chosen[e.action].append(users)
+    union = lambda frames: reduce(lambda a, b: a.unionByName(b), frames)  # noqa: E731
+    selected = union(chosen["INCLUDE"]).distinct() if chosen["INCLUDE"] else everyone
+    return selected.join(union(chosen["EXCLUDE"]), "USER_ID", "left_anti") if chosen["EXCLUDE"] else selected
 
 
 def _related(warehouse, e: Expression, query_items: DataFrame) -> DataFrame:

@@ -20,6 +20,10 @@ def check_filter(filter_: Filter, schema_of: Callable[[str], DatasetSchema | Non
     def fail(condition: Condition, message: str):
         raise FilterError(message, text, condition.position)
 
+    targets = {e.target for e in filter_.expressions}
+    if len(targets) > 1:
+        second = next(e for e in filter_.expressions if e.target != filter_.expressions[0].target)
+        fail(second.conditions[0], "a filter selects items (ItemID) or users (UserID), not both")
     for expression in filter_.expressions:
         first = expression.conditions[0]
         for c in expression.conditions:
