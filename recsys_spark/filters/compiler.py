@@ -54,10 +54,6 @@ class Rule:
 class FilterPlan:
     rules: list[Rule]
 
-    @property
-    def has_include(self) -> bool:
-        return any(r.action == "INCLUDE" for r in self.rules)
-
     def user_lists(self) -> DataFrame | None:
         """Per user: ``include``/``exclude`` item lists from interaction rules, and ``applies`` (indexes of the
         IF-conditioned rules that apply to them). None when every rule is item-level and unconditional."""
@@ -81,8 +77,8 @@ class FilterPlan:
         return rows.groupBy("USER_ID").agg(*[F.collect_set(c).alias(c) for c in columns])
 
     def related_lists(self) -> DataFrame | None:
-        """Per query item of a related-items batch: ``include``/``exclude`` lists from CurrentItem rules, and
-        ``rules`` (their indexes, so a query item with nothing passing still counts as restricted)."""
+        """Per query item of a related-items batch: ``include``/``exclude`` lists from CurrentItem rules.
+        None when no rule uses CurrentItem."""
         parts = [r.related_items.select("QUERY_ITEM_ID", F.col("ITEM_ID").alias(
             "include" if r.action == "INCLUDE" else "exclude")) for r in self.rules if r.related_items is not None]
         if not parts:
@@ -95,44 +91,34 @@ class FilterPlan:
                                                  F.collect_set("exclude").alias("exclude"))
 
     def allowed_related(self, query_ids: list[str], catalog: list[str]) -> dict[str, set[str]]:
-        """The allowed items for each related-items query item (a reference evaluation for small data)."""
+        """The allowed items for each related-items query item (a reference evaluation for small data).
+        A related-items query has no user, so user-level rules do not apply."""
         lists = self.related_lists()
-        by_item = {r.QUERY_ITEM_ID: r for r in lists.collect()} if lists else {}
-        result = {}
-        for query in query_ids:
-            row = by_item.get(query)
-            include, exclude, any_include = set(), set(), False
-            for rule in self.rules:
-                if rule.user_items is not None or rule.users is not None:
-                    continue  # a related-items query has no user: user-level rules do not apply
-                chosen = rule.items if rule.items is not None else \
-                    set(row.include if rule.action == "INCLUDE" else row.exclude) if row else set()
-                any_include |= rule.action == "INCLUDE"
-                (include if rule.action == "INCLUDE" else exclude).update(chosen)
-            result[query] = (include if any_include else set(catalog)) - exclude
-        return result
+        rows = {r.QUERY_ITEM_ID: r for r in lists.collect()} if lists else {}
+        rules = [r for r in self.rules if r.user_items is None and r.users is None]
+        return {q: _combine(rules, rows.get(q), catalog) for q in query_ids}
 
     def allowed(self, user_ids: list[str], catalog: list[str]) -> dict[str, set[str]]:
         """The allowed items of each user, by the combination rules (a reference evaluation for small data)."""
         lists = self.user_lists()
-        by_user = {r.USER_ID: r for r in lists.where(F.col("USER_ID").isin(user_ids)).collect()} if lists else {}
+        rows = {r.USER_ID: r for r in lists.where(F.col("USER_ID").isin(user_ids)).collect()} if lists else {}
         result = {}
         for user in user_ids:
-            row = by_user.get(user)
-            applies = set(row.applies) if row else set()
-            include, exclude, any_include = set(), set(), False
-            for k, rule in enumerate(self.rules):
-                if (rule.users is not None and k not in applies) or rule.related_items is not None:
-                    continue  # not for this user, or a rule of related-items queries
-                chosen = rule.items if rule.items is not None else \
-                    set(row.include if rule.action == "INCLUDE" else row.exclude) if row else set()
-                if rule.action == "INCLUDE":
-                    any_include = True
-                    include |= chosen
-                else:
-                    exclude |= chosen
-            result[user] = (include if any_include else set(catalog)) - exclude
+            applies = set(rows[user].applies) if user in rows else set()
+            rules = [r for k, r in enumerate(self.rules)
+                     if (r.users is None or k in applies) and r.related_items is None]
+            result[user] = _combine(rules, rows.get(user), catalog)
         return result
+
+
+def _combine(rules: list[Rule], row, catalog: list[str]) -> set[str]:
+    """(union of the INCLUDE rules' items, or the catalog when none) minus the union of the EXCLUDE rules'
+    items; per-row rules take their items from ``row``'s include/exclude lists."""
+    include, exclude = set(), set()
+    for rule in rules:
+        per_row = set(row.include if rule.action == "INCLUDE" else row.exclude) if row else set()
+        (include if rule.action == "INCLUDE" else exclude).update(rule.items if rule.items is not None else per_row)
+    return (include if any(r.action == "INCLUDE" for r in rules) else set(catalog)) - exclude
 
 
 def compile_filter(filter_: Filter, warehouse, recent_per_type: int = DEFAULT_RECENT_PER_TYPE,
