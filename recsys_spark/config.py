@@ -168,10 +168,12 @@ class Solution(_Strict):
 
 
 class Filter(_Strict):
-    """A named filter ``expression`` in the managed service's filter language."""
+    """A named filter ``expression`` in the managed service's filter language; interaction conditions look
+    at each user's ``recent_per_event_type`` most recent interactions of each event type (default 100)."""
 
     name: Name
     expression: Annotated[str, AfterValidator(_non_empty)]
+    recent_per_event_type: Annotated[int, Field(ge=1)] = 100
 
 
 class BatchJob(_Strict):

@@ -166,3 +166,16 @@ def test_user_segment_filters(warehouse, text, expected):
     parsed = parse_filter(text)
     check_filter(parsed, warehouse.config.schema, text)
     assert {r.USER_ID for r in select_users(bind(parsed, {"AGE": "18"}), warehouse).collect()} == expected
+
+
+def test_named_filter_uses_its_recency_setting(warehouse, write_config):
+    from recsys_spark.filters.compiler import FilterPlans
+
+    text = warehouse.config.source.read_text() + """
+filters:
+  - {name: not-seen, expression: 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")', recent_per_event_type: 1}
+"""
+    config = load_config(write_config(text))
+    plans = FilterPlans.named("not-seen", Warehouse(warehouse.spark, config))
+    assert plans.recent_per_type == 1
+    assert plans.for_values({}).allowed(["u2"], CATALOG) == {"u2": {"i1", "i2", "i3", "i5"}}

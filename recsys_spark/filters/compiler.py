@@ -250,6 +250,12 @@ class FilterPlans:
         self.filter, self.warehouse, self.recent_per_type = filter_, warehouse, recent_per_type
         self._plans: dict[Filter, FilterPlan] = {}
 
+    @classmethod
+    def named(cls, name: str, warehouse) -> FilterPlans:
+        """The plans of the config's filter ``name``, with its ``recent_per_event_type`` setting."""
+        config = warehouse.config
+        return cls(config.parsed_filter(name), warehouse, config.filter(name).recent_per_event_type)
+
     def for_values(self, filter_values) -> FilterPlan:
         from recsys_spark.filters.binding import bind
 
