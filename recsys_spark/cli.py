@@ -115,6 +115,20 @@ def export(config_path: str, dataset: str, output: str, overwrite: bool) -> None
     click.echo(f"export {dataset}: {rows:,} rows to {output}")
 
 
+@cli.command("jobs")
+@config_option
+@click.option("--limit", default=20, show_default=True, help="How many runs to show, newest first.")
+def jobs_(config_path: str, limit: int) -> None:
+    """The job history of the dataset group (<root>/_jobs), newest first."""
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.warehouse import Warehouse
+    from recsys_spark.jobruns import format_history, job_history
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    click.echo(format_history(job_history(Warehouse(session_for(config, "recsys-spark jobs"), config), limit)))
+
+
 @cli.group("filter")
 def filter_group() -> None:
     """Filter expressions in the managed service's language."""

@@ -237,3 +237,17 @@ def test_killed_import_leaves_the_previous_version_and_the_next_run_succeeds(spa
     [result] = run_imports(spark, shop, "interactions", str(big))
     assert result.accepted == 400_000 and wh.version("interactions") == before + 1
     assert wh.read("interactions").count() == 400_000
+
+
+def test_jobs_command_lists_the_history_newest_first(spark, shop, tmp_path, capsys):
+    from recsys_spark.cli import main
+
+    run_imports(spark, shop, "interactions", write(tmp_path / "a.csv", "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+                                                                       "u1,i1,1700000000,view\n"))
+    with pytest.raises(UserError):
+        run_imports(spark, shop, "interactions", str(tmp_path / "missing.csv"))
+    assert main(["jobs", "--config", str(shop.source)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("started (UTC)")
+    assert "import" in lines[1] and "FAILED" in lines[1] and "error: UserError: source" in lines[2]
+    assert "SUCCEEDED" in lines[3] and "accepted 1" in lines[3]
