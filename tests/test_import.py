@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from delta.tables import DeltaTable
 
 from datasets_helpers import SCHEMAS, write
 from recsys_spark.config import ImportJob, load_config

@@ -67,28 +67,14 @@ class FilterPlan:
                 parts.append(frame.select("USER_ID", F.col("ITEM_ID").alias(column)))
             if rule.users is not None:
                 parts.append(rule.users.select("USER_ID", F.lit(k).alias("applies")))
-        if not parts:
-            return None
-        columns = ("include", "exclude", "applies")
-        rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
-        for c in columns:
-            if c not in rows.columns:
-                rows = rows.withColumn(c, F.lit(None).cast("int" if c == "applies" else "string"))
-        return rows.groupBy("USER_ID").agg(*[F.collect_set(c).alias(c) for c in columns])
+        return _collected(parts, "USER_ID", {"include": "string", "exclude": "string", "applies": "int"})
 
     def related_lists(self) -> DataFrame | None:
         """Per query item of a related-items batch: ``include``/``exclude`` lists from CurrentItem rules.
         None when no rule uses CurrentItem."""
         parts = [r.related_items.select("QUERY_ITEM_ID", F.col("ITEM_ID").alias(
             "include" if r.action == "INCLUDE" else "exclude")) for r in self.rules if r.related_items is not None]
-        if not parts:
-            return None
-        rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
-        for c in ("include", "exclude"):
-            if c not in rows.columns:
-                rows = rows.withColumn(c, F.lit(None).cast("string"))
-        return rows.groupBy("QUERY_ITEM_ID").agg(F.collect_set("include").alias("include"),
-                                                 F.collect_set("exclude").alias("exclude"))
+        return _collected(parts, "QUERY_ITEM_ID", {"include": "string", "exclude": "string"})
 
     def allowed_related(self, query_ids: list[str], catalog: list[str]) -> dict[str, set[str]]:
         """The allowed items for each related-items query item (a reference evaluation for small data).
@@ -109,6 +95,18 @@ class FilterPlan:
                      if (r.users is None or k in applies) and r.related_items is None]
             result[user] = _combine(rules, rows.get(user), catalog)
         return result
+
+
+def _collected(parts: list[DataFrame], key: str, columns: dict[str, str]) -> DataFrame | None:
+    """One row per ``key`` with a set per column of ``columns`` (name -> type), from frames holding ``key``
+    and some of those columns; None when there are no frames."""
+    if not parts:
+        return None
+    rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    for name, kind in columns.items():
+        if name not in rows.columns:
+            rows = rows.withColumn(name, F.lit(None).cast(kind))
+    return rows.groupBy(key).agg(*[F.collect_set(c).alias(c) for c in columns])
 
 
 def _combine(rules: list[Rule], row, catalog: list[str]) -> set[str]:
