@@ -83,10 +83,8 @@ def _record(warehouse, run: JobRun, status: str, seconds: float, error: str | No
 
 def job_history(warehouse, limit: int = 50):
     """The newest ``limit`` job runs as a DataFrame (empty when no job has run yet)."""
-    from delta.tables import DeltaTable
-
     spark = warehouse.spark
-    if not DeltaTable.isDeltaTable(spark, warehouse.jobs_path):
+    if not warehouse.exists(warehouse.jobs_path):
         return spark.createDataFrame([], JOBS_SCHEMA)
     return spark.read.format("delta").load(warehouse.jobs_path).orderBy("started_at", ascending=False).limit(limit)
 
