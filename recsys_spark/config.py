@@ -159,12 +159,19 @@ class EventSettings(_Strict):
 
 
 class Solution(_Strict):
-    """A named recipe with its settings (``settings`` are checked by the recipe)."""
+    """A named recipe with its ``settings`` (each recipe's keys and defaults are in
+    :mod:`recsys_spark.recipes.settings`) and the ``events`` it trains on."""
 
     name: Name
     recipe: Annotated[str, AfterValidator(_recipe)]
     settings: Annotated[dict[str, Any], AfterValidator(_scalars)] = {}
     events: EventSettings = EventSettings()
+
+    def recipe_settings(self):
+        """The recipe's settings object, defaults filled in (validated when the config was loaded)."""
+        from recsys_spark.recipes.settings import settings_for
+
+        return settings_for(self.recipe, self.settings)
 
 
 class Filter(_Strict):
@@ -506,6 +513,7 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
             check_filter(parse_filter(entry.expression), config.schema, entry.expression)
         except FilterError as e:
             out.append((("filters", i, "expression"), str(e)))
+    out += _settings_problems(config)
     solutions = [s.name for s in config.solutions]
     filters = [f.name for f in config.filters]
     for i, job in enumerate(config.batch_jobs):
@@ -515,6 +523,29 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
         if job.filter is not None and job.filter not in filters:
             out.append((("batch_jobs", i, "filter"),
                         f"no filter named {job.filter!r}; defined: {', '.join(filters) or 'none'}"))
+    return out
+
+
+def _settings_problems(config: Config) -> list[tuple[KeyPath, str]]:
+    """Each solution's settings against its recipe's settings class; unknown keys list the valid ones."""
+    from recsys_spark.recipes.settings import SETTINGS
+
+    out: list[tuple[KeyPath, str]] = []
+    for i, solution in enumerate(config.solutions):
+        cls = SETTINGS[solution.recipe]
+        try:
+            cls.model_validate(solution.settings)
+        except ValidationError as e:
+            for err in e.errors():
+                key = err["loc"][0] if err["loc"] else ""
+                if err["type"] == "extra_forbidden":
+                    hint = difflib.get_close_matches(str(key), list(cls.model_fields), n=1)
+                    message = (f"unknown setting for recipe {solution.recipe}"
+                               + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                               + f"; valid settings: {', '.join(cls.model_fields)}")
+                else:
+                    message = _message(err, ())
+                out.append((("solutions", i, "settings", *err["loc"][:1]), message))
     return out
 
 

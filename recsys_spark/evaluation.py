@@ -1,0 +1,125 @@
+"""Offline evaluation: the two protocols of DESIGN.md section 10, computed with Spark.
+
+* :func:`evaluate_service` -- the managed service's solution metrics: 10% of users held out of training;
+  each held-out user's oldest 90% of interactions is the input (folded in by factor models, the history of
+  item-based ones), the newest 10% the truth; ``coverage``, ``mean_reciprocal_rank_at_25``,
+  ``normalized_discounted_cumulative_gain_at_{5,10,25}``, ``precision_at_{5,10,25}``.
+* :func:`evaluate_benchmark` -- the recommenders project's MovieLens benchmark protocol: a 75/25 split
+  stratified per item (seed 42), top 10 with seen items removed; ``map``, ``ndcg_at_10``,
+  ``precision_at_10``, ``recall_at_10`` as that project defines them (MAP divides by the number of
+  relevant items; users in both the truth and the recommendations count).
+
+Both take the solution's weighted interactions: USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE, WEIGHT.
+
+>>> evaluate_service(recipe, interactions, catalog_size=1682)            # doctest: +SKIP
+{'coverage': 0.31, 'mean_reciprocal_rank_at_25': 0.42, ...}
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from recsys_spark.inference.scoring import recommend_users, user_histories, with_stored_factors
+from recsys_spark.recipes.base import Recipe, TrainingSet
+
+SERVICE_KS = (5, 10, 25)
+
+
+def holdout_split(interactions: DataFrame, seed: int, fraction: float = 0.1):
+    """(training, inputs, truth): ``fraction`` of all users (chosen by a seeded hash among users with at
+    least 2 interactions) leave the training data; their oldest 90% become inputs, newest 10% (at least
+    one interaction) the truth."""
+    per_user = interactions.groupBy("USER_ID").agg(F.count(F.lit(1)).alias("N"))
+    n_users = per_user.count()
+    held = (per_user.where("N >= 2").orderBy(F.xxhash64("USER_ID", F.lit(seed)), "USER_ID")
+            .limit(max(1, round(fraction * n_users))).select("USER_ID"))
+    held = F.broadcast(held.persist())
+    training = interactions.join(held, "USER_ID", "left_anti")
+    order = Window.partitionBy("USER_ID").orderBy("TIMESTAMP", "ITEM_ID", "EVENT_TYPE")
+    ranked = (interactions.join(held, "USER_ID")
+              .withColumn("RN", F.row_number().over(order))
+              .withColumn("N", F.count(F.lit(1)).over(Window.partitionBy("USER_ID")))
+              .withColumn("INPUTS", F.col("N") - F.greatest(F.lit(1), F.round(F.col("N") * 0.1).cast("int"))))
+    inputs = ranked.where("RN <= INPUTS").drop("RN", "N", "INPUTS")
+    truth = ranked.where("RN > INPUTS").drop("RN", "N", "INPUTS")
+    return training, inputs, truth, held
+
+
+def stratified_split(interactions: DataFrame, ratio: float = 0.75, seed: int = 42):
+    """(training, test): per item, ``ratio`` of its interactions (in a seeded random order) go to training
+    (the recommenders project's ``python_stratified_split(filter_by="item")``)."""
+    order = Window.partitionBy("ITEM_ID").orderBy(
+        F.xxhash64("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", F.lit(seed)), "USER_ID", "TIMESTAMP")
+    ranked = (interactions.withColumn("RN", F.row_number().over(order))
+              .withColumn("N", F.count(F.lit(1)).over(Window.partitionBy("ITEM_ID"))))
+    in_training = F.col("RN") <= F.round(F.col("N") * ratio)
+    return ranked.where(in_training).drop("RN", "N"), ranked.where(~in_training).drop("RN", "N")
+
+
+def truth_lists(truth: DataFrame) -> DataFrame:
+    """USER_ID, TRUTH (distinct item IDs)."""
+    return truth.groupBy("USER_ID").agg(F.array_distinct(F.collect_list("ITEM_ID")).alias("TRUTH"))
+
+
+def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: tuple[int, ...], users: str = "truth") -> dict:
+    """Means over users of precision@k, recall@k, NDCG@k (binary relevance, 1/log2(1 + position)), MAP
+    (over each list's full length) and MRR (first hit within the list). ``recs``: USER_ID, ITEMS (best
+    first); ``truth``: USER_ID, TRUTH. ``users="truth"``: every truth user counts (no recommendations = 0);
+    ``"both"``: only users with recommendations and truth."""
+    joined = truth.join(recs.select("USER_ID", "ITEMS"), "USER_ID", "left" if users == "truth" else "inner")
+    rel = F.expr("transform(coalesce(ITEMS, array()), x -> IF(array_contains(TRUTH, x), 1, 0))")
+    frame = joined.select(rel.alias("REL"), F.size("TRUTH").alias("T"))
+    columns = []
+    for k in ks:
+        hits = f"aggregate(slice(REL, 1, {k}), 0, (a, b) -> a + b)"
+        dcg = f"aggregate(transform(slice(REL, 1, {k}), (r, i) -> r / log2(i + 2)), 0D, (a, b) -> a + b)"
+        idcg = f"aggregate(sequence(1, least(T, {k})), 0D, (a, i) -> a + 1 / log2(i + 1))"
+        columns += [F.avg(F.expr(f"{hits} / {k}")).alias(f"precision_at_{k}"),
+                    F.avg(F.expr(f"{hits} / T")).alias(f"recall_at_{k}"),
+                    F.avg(F.expr(f"IF(T > 0, {dcg} / {idcg}, 0D)")).alias(f"ndcg_at_{k}")]
+    cumulative = "transform(REL, (r, i) -> r * aggregate(slice(REL, 1, i + 1), 0, (a, b) -> a + b) / (i + 1))"
+    columns += [F.avg(F.expr(f"aggregate({cumulative}, 0D, (a, b) -> a + b) / T")).alias("map"),
+                F.avg(F.expr("IF(array_position(REL, 1) > 0, 1D / array_position(REL, 1), 0D)")).alias("mrr"),
+                F.count(F.lit(1)).alias("users")]
+    row = frame.agg(*columns).first().asDict()
+    return {k: (float(v) if v is not None else 0.0) for k, v in row.items()}
+
+
+def coverage(recs: DataFrame, catalog_size: int) -> float:
+    """Distinct recommended items / items in the catalog."""
+    return recs.select(F.explode("ITEMS")).distinct().count() / max(catalog_size, 1)
+
+
+def evaluate_service(recipe: Recipe, interactions: DataFrame, catalog_size: int, seed: int = 42) -> dict:
+    """The managed service's metrics for ``recipe`` on ``interactions`` (see the module docstring)."""
+    training, inputs, truth, held = holdout_split(interactions, seed)
+    model = recipe.fit(TrainingSet.build(training))
+    users = user_histories(inputs, model, users=held)
+    recs = recommend_users(model, users, max(SERVICE_KS), recipe.settings.exclude_seen).persist()
+    try:
+        m = ranking_metrics(recs, truth_lists(truth), SERVICE_KS, users="truth")
+        out = {"coverage": coverage(recs, catalog_size), "mean_reciprocal_rank_at_25": m["mrr"]}
+        out |= {f"normalized_discounted_cumulative_gain_at_{k}": m[f"ndcg_at_{k}"] for k in SERVICE_KS}
+        out |= {f"precision_at_{k}": m[f"precision_at_{k}"] for k in SERVICE_KS}
+        out["test_users"] = int(m["users"])
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
+    finally:
+        recs.unpersist()
+        held.unpersist()
+
+
+def evaluate_benchmark(recipe: Recipe, interactions: DataFrame, k: int = 10, seed: int = 42) -> dict:
+    """The recommenders project's MovieLens benchmark protocol (see the module docstring)."""
+    training, test = stratified_split(interactions, 0.75, seed)
+    training = training.persist()
+    try:
+        model = recipe.fit(TrainingSet.build(training))
+        users = with_stored_factors(user_histories(training, model), model)
+        recs = recommend_users(model, users, k, exclude_seen=True)
+        m = ranking_metrics(recs, truth_lists(test), (k,), users="both")
+        return {"map": round(m["map"], 6), f"ndcg_at_{k}": round(m[f"ndcg_at_{k}"], 6),
+                f"precision_at_{k}": round(m[f"precision_at_{k}"], 6), f"recall_at_{k}": round(m[f"recall_at_{k}"], 6),
+                "users": int(m["users"])}
+    finally:
+        training.unpersist()

@@ -1,0 +1,1 @@
+"""Batch scoring: Spark DataFrames of users in, top-k recommendations out, one vectorised kernel per task."""
