@@ -129,6 +129,60 @@ def jobs_(config_path: str, limit: int) -> None:
     click.echo(format_history(job_history(Warehouse(session_for(config, "recsys-spark jobs"), config), limit)))
 
 
+@cli.command()
+@config_option
+@click.option("--solution", "solutions", multiple=True, help="Train only this solution (repeatable; default: all).")
+@click.option("--no-evaluate", is_flag=True, help="Skip the offline evaluation (no metrics in the manifest).")
+def train(config_path: str, solutions: tuple[str, ...], no_evaluate: bool) -> None:
+    """Train a new version of each solution on the current data, evaluate it and save it."""
+    from recsys_spark.config import load_config
+    from recsys_spark.session import session_for
+    from recsys_spark.training import format_versions, train_solution
+
+    config = load_config(config_path)
+    names = list(solutions) or [s.name for s in config.solutions]
+    for name in names:
+        config.solution(name)  # every name checked before any training starts
+    spark = session_for(config, "recsys-spark train")
+    trained = [train_solution(spark, config, name, evaluate=not no_evaluate) for name in names]
+    click.echo(format_versions(trained))
+
+
+@cli.command()
+@config_option
+@click.option("--solution", required=True, help="The solution to evaluate.")
+@click.option("--version", help="The version (default: the newest).")
+@click.option("--protocol", type=click.Choice(["service", "benchmark"]), default="service", show_default=True,
+              help="service: the managed service's metrics (10% of users held out); benchmark: the "
+                   "recommenders project's protocol (stratified 75/25 per item, k = 10).")
+def evaluate(config_path: str, solution: str, version: str | None, protocol: str) -> None:
+    """Offline metrics of a solution version, on the snapshot it was trained on."""
+    from recsys_spark.config import load_config
+    from recsys_spark.session import session_for
+    from recsys_spark.training import evaluate_version
+
+    config = load_config(config_path)
+    found, metrics = evaluate_version(session_for(config, "recsys-spark evaluate"), config, solution, version, protocol)
+    click.echo(f"{solution} {found.version} ({found.recipe}), {protocol} protocol:")
+    for key, value in metrics.items():
+        click.echo(f"  {key:46} {value}")
+
+
+@cli.command()
+@config_option
+@click.option("--solution", help="Only this solution's versions.")
+def versions(config_path: str, solution: str | None) -> None:
+    """List trained solution versions with their metrics, newest first."""
+    from recsys_spark.config import load_config
+    from recsys_spark.session import session_for
+    from recsys_spark.training import format_versions, list_versions
+
+    config = load_config(config_path)
+    names = [config.solution(solution).name] if solution else [s.name for s in config.solutions]
+    spark = session_for(config, "recsys-spark versions")
+    click.echo(format_versions([v for name in names for v in list_versions(spark, config, name)]))
+
+
 @cli.group("filter")
 def filter_group() -> None:
     """Filter expressions in the managed service's language."""

@@ -384,7 +384,7 @@ def load_config(path: str | os.PathLike) -> Config:
     except ValidationError as e:
         problems += [(key_path, _message(err, key_path)) for err in e.errors()
                      for key_path in [_clean_loc(err, data)]]
-    problems += _schema_problems(data)
+    problems += _schema_problems(data) + _settings_problems(data)
     if config is not None:
         problems += _cross_problems(config)
     if problems:
@@ -513,7 +513,10 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
             check_filter(parse_filter(entry.expression), config.schema, entry.expression)
         except FilterError as e:
             out.append((("filters", i, "expression"), str(e)))
-    out += _settings_problems(config)
+    for i, solution in enumerate(config.solutions):
+        if solution.events.value_threshold is not None and config.schema("interactions").field("EVENT_VALUE") is None:
+            out.append((("solutions", i, "events", "value_threshold"),
+                        "the interactions schema has no EVENT_VALUE field to compare with the threshold"))
     solutions = [s.name for s in config.solutions]
     filters = [f.name for f in config.filters]
     for i, job in enumerate(config.batch_jobs):
@@ -526,22 +529,29 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
     return out
 
 
-def _settings_problems(config: Config) -> list[tuple[KeyPath, str]]:
-    """Each solution's settings against its recipe's settings class; unknown keys list the valid ones."""
+def _settings_problems(data: dict) -> list[tuple[KeyPath, str]]:
+    """Each solution's settings against its recipe's settings class (even when other keys are invalid);
+    unknown keys list the valid ones."""
     from recsys_spark.recipes.settings import SETTINGS
 
     out: list[tuple[KeyPath, str]] = []
-    for i, solution in enumerate(config.solutions):
-        cls = SETTINGS[solution.recipe]
+    solutions = data.get("solutions")
+    for i, solution in enumerate(solutions if isinstance(solutions, list) else []):
+        if not isinstance(solution, dict) or not isinstance(solution.get("settings", {}), dict):
+            continue
         try:
-            cls.model_validate(solution.settings)
+            recipe = _recipe(str(solution.get("recipe")))
+        except ValueError:  # reported by the validation of the whole config
+            continue
+        cls = SETTINGS[recipe]
+        try:
+            cls.model_validate(solution.get("settings", {}))
         except ValidationError as e:
             for err in e.errors():
                 key = err["loc"][0] if err["loc"] else ""
                 if err["type"] == "extra_forbidden":
                     hint = difflib.get_close_matches(str(key), list(cls.model_fields), n=1)
-                    message = (f"unknown setting for recipe {solution.recipe}"
-                               + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    message = (f"unknown setting for recipe {recipe}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                + f"; valid settings: {', '.join(cls.model_fields)}")
                 else:
                     message = _message(err, ())

@@ -68,3 +68,25 @@ def write_text(spark, uri: str, text: str) -> None:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
+
+
+def read_text(spark, uri: str) -> str:
+    """The whole content of a small text file."""
+    jvm = spark.sparkContext._jvm
+    path, fs = _hadoop_path(spark, uri)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(fs.open(path), "UTF-8"))
+    try:
+        lines = []
+        while (line := reader.readLine()) is not None:
+            lines.append(line)
+        return "\n".join(lines)
+    finally:
+        reader.close()
+
+
+def list_folders(spark, uri: str) -> list[str]:
+    """Names of the folders directly under ``uri``, sorted ([] when ``uri`` does not exist)."""
+    path, fs = _hadoop_path(spark, uri)
+    if not fs.exists(path):
+        return []
+    return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())

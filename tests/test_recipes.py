@@ -1,0 +1,155 @@
+"""Recipes on a planted structure, the top-k kernel, the ALS solver and the metric definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyspark.sql import functions as F
+
+from recipe_helpers import planted
+from recsys_spark.evaluation import evaluate_service, ranking_metrics
+from recsys_spark.inference.scoring import recommend_users, user_histories, with_stored_factors
+from recsys_spark.inference.topk import top_k
+from recsys_spark.recipes import TrainingSet, UserBlock, recipe_for
+from recsys_spark.recipes.als_solver import gram, solve_block
+from recsys_spark.recipes.base import to_spark
+from recsys_spark.recipes.popularity import trend_scores
+from recsys_spark.recipes.settings import TrendingSettings
+
+SMALL = {"min_interactions": 1, "min_users_with_two": 1}
+RECIPES = {
+    "user-personalization": {"factors": 4, "iterations": 10, "regularization": 1.0, "alpha": 5.0},
+    "sims": {"min_cointeraction_count": 1},
+    "ease": {"regularization": 300.0},
+    "popularity-count": {},
+}
+
+
+@pytest.fixture(scope="module")
+def interactions(spark):
+    frame = planted()
+    frame["WEIGHT"] = np.where(frame["EVENT_TYPE"] == "buy", 3.0, 1.0)
+    return to_spark(spark, frame.drop(columns="EVENT_VALUE")).persist()
+
+
+def group_share(recs) -> float:
+    """Share of recommended items that belong to the user's own group."""
+    rows = recs.select("USER_ID", F.explode("ITEMS").alias("ITEM")).collect()
+    return sum(r.ITEM[0].lower() == r.USER_ID[0] for r in rows) / len(rows)
+
+
+@pytest.mark.parametrize("name", [n for n in RECIPES if n != "popularity-count"])
+def test_recommendations_follow_the_planted_groups_and_beat_popularity(spark, interactions, name):
+    model = recipe_for(name, {**SMALL, **RECIPES[name]}).fit(TrainingSet.build(interactions))
+    users = with_stored_factors(user_histories(interactions, model), model)
+    recs = recommend_users(model, users, 5)
+    assert recs.count() == 80
+    assert group_share(recs) > 0.9
+    seen = {(r.USER_ID, r.ITEM_ID) for r in interactions.select("USER_ID", "ITEM_ID").collect()}
+    assert not any((r.USER_ID, item) in seen for r in recs.collect() for item in r.ITEMS)
+
+    mine = evaluate_service(recipe_for(name, {**SMALL, **RECIPES[name]}), interactions, 40)
+    popular = evaluate_service(recipe_for("popularity-count", SMALL), interactions, 40)
+    assert mine["test_users"] == popular["test_users"] == 8
+    assert mine["precision_at_5"] > popular["precision_at_5"]
+    assert mine["normalized_discounted_cumulative_gain_at_10"] > popular["normalized_discounted_cumulative_gain_at_10"]
+
+
+def test_related_items_stay_in_their_group(spark, interactions):
+    for name in ("sims", "ease"):
+        model = recipe_for(name, {**SMALL, **RECIPES[name]}).fit(TrainingSet.build(interactions))
+        query = list(model.item_ids).index("A0")
+        scores = model.score_items(np.array([query]))
+        scores[0, query] = -np.inf
+        idx, _ = top_k(scores, 5)
+        assert all(model.item_ids[i].startswith("A") for i in idx[0]), name
+
+
+def test_unknown_users_fold_in_and_users_without_history_get_popular_items(spark, interactions):
+    recipe = recipe_for("user-personalization", {**SMALL, **RECIPES["user-personalization"]})
+    model = recipe.fit(TrainingSet.build(interactions.where(~F.col("USER_ID").isin("a0", "b1"))))
+    newcomers = interactions.where(F.col("USER_ID").isin("a0", "b1"))
+    users = spark.createDataFrame([("a0",), ("b1",), ("nobody",)], "USER_ID string")
+    recs = {r.USER_ID: r for r in recommend_users(model, user_histories(newcomers, model, users), 5).collect()}
+    assert not recs["a0"].FALLBACK and not recs["b1"].FALLBACK
+    assert sum(i.startswith("A") for i in recs["a0"].ITEMS) >= 4
+    assert sum(i.startswith("B") for i in recs["b1"].ITEMS) >= 4
+    popular = model.item_ids[np.argsort(-model.popularity, kind="stable")[:5]]
+    assert recs["nobody"].FALLBACK and list(recs["nobody"].ITEMS) == list(popular)
+
+
+def test_mllib_engine_learns_the_same_structure(spark, interactions):
+    settings = {**SMALL, **RECIPES["user-personalization"], "engine": "mllib"}
+    model = recipe_for("user-personalization", settings).fit(TrainingSet.build(interactions))
+    users = with_stored_factors(user_histories(interactions, model), model)
+    assert group_share(recommend_users(model, users, 5)) > 0.9
+
+
+def test_trending_ranks_growth_and_puts_quiet_items_last():
+    s = TrendingSettings(smoothing=1.0, min_recent_interactions=2)
+    scores = trend_scores(np.array([10.0, 10.0, 1.0, 0.0, 4.0]), np.array([1.0, 10.0, 0.0, 5.0, 0.0]), s)
+    # growth 9/2, 4/1 and 0/11 for items 0, 4, 1; items 2 and 3 have under 2 recent events: last, by count.
+    assert list(np.argsort(-scores, kind="stable")) == [0, 4, 1, 2, 3]
+    assert scores[0] == pytest.approx(4.5) and scores[1] == 0 and scores[2] < -1
+
+
+def test_als_block_solver_matches_the_normal_equations():
+    rng = np.random.default_rng(1)
+    rows, cols, k = 30, 25, 6
+    y = rng.normal(size=(cols, k)).astype(np.float32)
+    observed = rng.random((rows, cols)) < 0.3
+    observed[0] = False  # a row without observations gets zeros
+    conf = np.where(observed, 1 + 4 * rng.random((rows, cols)), 1.0)
+    indptr = np.concatenate([[0], np.cumsum(observed.sum(1))])
+    x = solve_block(indptr, np.flatnonzero(observed.ravel()) % cols, conf[observed].astype(np.float32),
+                    np.zeros((rows, k), np.float32), y, gram(y, 0.3), steps=k + 4)
+    assert np.allclose(x[0], 0)
+    for u in range(1, rows):
+        a = y.T @ np.diag(conf[u]) @ y + 0.3 * np.eye(k)
+        assert np.allclose(x[u], np.linalg.solve(a, y.T @ (conf[u] * observed[u])), atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 700), st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_top_k_equals_a_full_sort_with_ties_and_exclusions(rows, items, k, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 12, size=(rows, items)).astype(np.float32)  # many ties
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    idx, vals = top_k(scores, k)
+    expected = np.lexsort((np.broadcast_to(np.arange(items), scores.shape), -scores), axis=1)[:, :min(k, items)]
+    assert (idx == expected).all()
+    assert (vals == np.take_along_axis(scores, expected, axis=1)).all()
+
+
+def test_user_block_keeps_the_most_recent_entries():
+    block = UserBlock.from_lists([[1, 2, 3], [4]], timestamps=[[30, 10, 20], [5]])
+    recent = block.recent(2)
+    assert list(recent.indptr) == [0, 2, 3] and list(recent.items) == [1, 3, 4]
+
+
+def test_metrics_match_the_services_worked_examples(spark):
+    # NDCG@5, hits at ranks 2 and 5 of 2 relevant items: (1/log 3 + 1/log 6) / (1/log 2 + 1/log 3) = 0.6241.
+    # MRR@25 over three users whose first hits are at 4, 2, 6: (1/4 + 1/2 + 1/6) / 3 = 0.3056.
+    # precision@5: 2 hits in the top 5 = 0.4.
+    recs = spark.createDataFrame([("u1", ["x", "r1", "y", "z", "r2"]), ("u2", ["x", "y", "z", "s1", "w", "v"]),
+                                  ("u3", ["a", "s2", "b"]), ("u4", ["a", "b", "c", "d", "e", "t1"])],
+                                 "USER_ID string, ITEMS array<string>")
+    truth = spark.createDataFrame([("u1", ["r1", "r2"]), ("u2", ["s1"]), ("u3", ["s2", "q"]), ("u4", ["t1"])],
+                                  "USER_ID string, TRUTH array<string>")
+    m = ranking_metrics(recs.where("USER_ID = 'u1'"), truth.where("USER_ID = 'u1'"), (5,))
+    assert m["ndcg_at_5"] == pytest.approx(0.6241, abs=1e-4)
+    assert m["precision_at_5"] == pytest.approx(0.4)
+    assert m["recall_at_5"] == pytest.approx(1.0)
+    # MAP as the recommenders project defines it: u1 (1/2 + 2/5) / 2 = 0.45.
+    assert m["map"] == pytest.approx(0.45)
+    m = ranking_metrics(recs.where("USER_ID != 'u1'"), truth.where("USER_ID != 'u1'"), (25,))
+    assert m["mrr"] == pytest.approx((1 / 4 + 1 / 2 + 1 / 6) / 3, abs=1e-4)
+
+
+def test_users_without_recommendations_count_as_zero_or_are_left_out(spark):
+    recs = spark.createDataFrame([("u1", ["r1"])], "USER_ID string, ITEMS array<string>")
+    truth = spark.createDataFrame([("u1", ["r1"]), ("u2", ["s"])], "USER_ID string, TRUTH array<string>")
+    assert ranking_metrics(recs, truth, (1,), users="truth")["precision_at_1"] == pytest.approx(0.5)
+    assert ranking_metrics(recs, truth, (1,), users="both")["precision_at_1"] == pytest.approx(1.0)
