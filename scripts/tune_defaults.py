@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GRIDS = {
-    "user-personalization": {"factors": [16, 32, 64], "alpha": [1.0, 4.0], "regularization": [3.0, 10.0, 30.0]},
+    "user-personalization": {"factors": [16, 32, 64], "alpha": [1.0, 4.0, 8.0, 16.0],
+                             "regularization": [10.0, 30.0, 60.0, 120.0]},
     "sims": {"popularity_discount_factor": [0.3, 0.5, 0.7], "min_cointeraction_count": [1, 2, 3],
              "similar_items": [100, 200, 400]},
     "ease": {"regularization": [50.0, 100.0, 250.0, 500.0, 1000.0]},

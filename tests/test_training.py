@@ -52,7 +52,7 @@ def test_a_version_records_its_snapshot_settings_and_metrics(spark, trained):
     v = versions["for-you"]
     m = v.manifest
     assert m["recipe"] == "user-personalization" and m["datasets"] == {"interactions": snapshot}
-    assert m["settings"]["factors"] == 4 and m["settings"]["alpha"] == 5.0  # defaults filled in
+    assert m["settings"]["factors"] == 4 and m["settings"]["alpha"] == 8.0  # defaults filled in
     assert m["events"]["types"] == {"view": 1.0, "buy": 3.0}
     assert m["counts"] == {"interactions": 960, "users": 80, "users_with_two": 80, "items": 40}
     assert m["training_seconds"] > 0 and m["tables"] == ["items", "users"]

@@ -34,21 +34,21 @@ class RecipeSettings(BaseModel):
 
 
 class FactorSettings(RecipeSettings):
-    """Implicit-feedback ALS (Hu, Koren & Volinsky): confidence = 1 + ``alpha`` x (sum of the user's event
+    """Implicit-feedback ALS (defaults chosen on a MovieLens-100k validation split, scripts/tune_defaults.py) (Hu, Koren & Volinsky): confidence = 1 + ``alpha`` x (sum of the user's event
     weights on the item).
 
-    ``factors`` (64), ``iterations`` (15), ``regularization`` (0.5, added to each normal equation as is),
-    ``alpha`` (5.0), ``cg_steps`` (3: conjugate-gradient steps per solve, warm-started),
+    ``factors`` (32), ``iterations`` (15), ``regularization`` (60, added to each normal equation as is,
+    not scaled by history length), ``alpha`` (8.0), ``cg_steps`` (3: conjugate-gradient steps per solve, warm-started),
     ``engine``: ``blocked`` (default; this package's solver, one Spark task per block of users or items
     with the other side's factors broadcast) or ``mllib`` (Spark MLlib's ALS, for factor matrices larger
     than the driver's memory), ``fold_in_max_history`` (500): most recent interactions used to solve a
     new or changed user's factors at scoring time.
     """
 
-    factors: Annotated[int, Field(ge=1, le=1024)] = 64
+    factors: Annotated[int, Field(ge=1, le=1024)] = 32
     iterations: Annotated[int, Field(ge=1, le=200)] = 15
-    regularization: Annotated[float, Field(ge=0)] = 0.5
-    alpha: Annotated[float, Field(ge=0)] = 5.0
+    regularization: Annotated[float, Field(ge=0)] = 60.0
+    alpha: Annotated[float, Field(ge=0)] = 8.0
     cg_steps: Annotated[int, Field(ge=1, le=50)] = 3
     engine: Literal["blocked", "mllib"] = "blocked"
     fold_in_max_history: Annotated[int, Field(ge=1)] = 500
@@ -60,33 +60,33 @@ class SimsSettings(RecipeSettings):
 
     similarity(i, j) = co-occurrences(i, j) / (users(i) x users(j)) ^ ``popularity_discount_factor``
     (0.5 [0.5]: 0 ranks by raw co-occurrence, 0.5 is cosine, 1 discounts popular items fully);
-    ``min_cointeraction_count`` (2 [3]); users whose history length is outside the
+    ``min_cointeraction_count`` (3 [3]); users whose history length is outside the
     ``min/max_user_history_length_percentile`` (0.0 / 1.0 [0.005 / 0.995]) and items whose interaction count
     is outside ``min/max_item_interaction_count_percentile`` (0.0 / 1.0 [0.01 / 0.9]) are left out of the
     similarities; ``max_history`` (200): each user's most recent distinct items that enter the
-    co-occurrence self-join (keeps it bounded); ``similar_items`` (200): neighbours kept per item;
+    co-occurrence self-join (keeps it bounded); ``similar_items`` (400): neighbours kept per item;
     ``time_decay_half_life_days`` (null: no decay): for user queries the user's history is weighted by event
     weight x 2^(-age / half-life), as SAR does.
     """
 
     popularity_discount_factor: Share = 0.5
-    min_cointeraction_count: Annotated[int, Field(ge=1)] = 2
+    min_cointeraction_count: Annotated[int, Field(ge=1)] = 3
     min_user_history_length_percentile: Share = 0.0
     max_user_history_length_percentile: Share = 1.0
     min_item_interaction_count_percentile: Share = 0.0
     max_item_interaction_count_percentile: Share = 1.0
     max_history: Annotated[int, Field(ge=2)] = 200
-    similar_items: Annotated[int, Field(ge=1)] = 200
+    similar_items: Annotated[int, Field(ge=1)] = 400
     time_decay_half_life_days: Positive | None = None
 
 
 class EaseSettings(RecipeSettings):
     """EASE (Steck 2019): B = I - P / diag(P), P = (X^T X + ``regularization`` I)^-1, X the user x item
-    matrix (each cell the largest event weight). ``regularization`` (250); ``max_items`` (30000): larger
+    matrix (each cell the largest event weight). ``regularization`` (500); ``max_items`` (30000): larger
     catalogs are refused before any work (the driver holds three items x items float64 matrices:
     24 x items^2 bytes, 21.6 GB at 30,000 items; the driver's memory is checked too)."""
 
-    regularization: Annotated[float, Field(gt=0)] = 250.0
+    regularization: Annotated[float, Field(gt=0)] = 500.0
     max_items: Annotated[int, Field(ge=2)] = 30000
 
 
