@@ -32,13 +32,15 @@ class TrainingSet:
     """What recipes fit on. ``interactions``: USER_ID, ITEM_ID, ITEM_IDX (int, into ``item_ids``),
     TIMESTAMP (long), WEIGHT (float, the event type's weight); ``item_ids``: the catalog (sorted item IDs
     with at least one interaction); ``popularity``: distinct users per item (what every model falls back
-    on), aligned with ``item_ids``; ``checkpoint_dir``: where long Spark lineages may be checkpointed."""
+    on), aligned with ``item_ids``; ``rows``: the number of interactions; ``checkpoint_dir``: where long
+    Spark lineages may be checkpointed."""
 
     spark: SparkSession
     interactions: DataFrame
     item_ids: np.ndarray
     popularity: np.ndarray
     newest_timestamp: int
+    rows: int = 0
     checkpoint_dir: str | None = None
 
     @classmethod
@@ -47,14 +49,16 @@ class TrainingSet:
         items, then a broadcast join adds ITEM_IDX."""
         spark = interactions.sparkSession
         per_item = (interactions.groupBy("ITEM_ID")
-                    .agg(F.countDistinct("USER_ID").alias("USERS"), F.max("TIMESTAMP").alias("NEWEST"))
+                    .agg(F.countDistinct("USER_ID").alias("USERS"), F.max("TIMESTAMP").alias("NEWEST"),
+                         F.count(F.lit(1)).alias("ROWS"))
                     .orderBy("ITEM_ID"))
         per_item = to_pandas(per_item)
         item_ids = per_item["ITEM_ID"].to_numpy(dtype=object)
         index = to_spark(spark, pd.DataFrame({"ITEM_ID": item_ids, "ITEM_IDX": np.arange(len(item_ids), dtype=np.int32)}))
         indexed = interactions.join(F.broadcast(index), "ITEM_ID")
         newest = int(per_item["NEWEST"].max()) if len(per_item) else 0
-        return cls(spark, indexed, item_ids, per_item["USERS"].to_numpy(dtype=np.float32), newest, checkpoint_dir)
+        return cls(spark, indexed, item_ids, per_item["USERS"].to_numpy(dtype=np.float32), newest,
+                   int(per_item["ROWS"].sum()), checkpoint_dir)
 
     def user_items(self) -> DataFrame:
         """One row per (user, item): USER_ID, ITEM_IDX, WEIGHT (summed), MAX_WEIGHT, COUNT, NEWEST."""

@@ -92,30 +92,24 @@ class UserPersonalization(Recipe):
 
     def fit(self, data: TrainingSet) -> FactorModel:
         s: FactorSettings = self.settings
-        pairs = data.user_items()
-        user_ids = to_pandas(pairs.select("USER_ID").distinct().orderBy("USER_ID"))["USER_ID"].to_numpy(dtype=object)
+        user_ids = np.sort(to_pandas(data.interactions.select("USER_ID").distinct())["USER_ID"].to_numpy(dtype=object))
         index = to_spark(data.spark, pd.DataFrame({"USER_ID": user_ids,
                                                    "USER_IDX": np.arange(len(user_ids), dtype=np.int32)}))
-        ratings = (pairs.join(index, "USER_ID")
-                   .select("USER_IDX", "ITEM_IDX", (1.0 + s.alpha * F.col("WEIGHT")).cast("float").alias("CONF")))
+        # Raw events with dense indexes; each engine sums a (user, item)'s event weights itself.
+        events = data.interactions.join(F.broadcast(index), "USER_ID").select(
+            "USER_IDX", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT"))
         fit = _fit_mllib if s.engine == "mllib" else _fit_blocked
-        user_factors, item_factors = fit(data, ratings, len(user_ids), len(data.item_ids), s)
+        user_factors, item_factors = fit(data, events, len(user_ids), len(data.item_ids), s)
         users = pd.DataFrame({"USER_ID": user_ids, "FACTORS": list(user_factors)})
         return FactorModel(data.item_ids, data.popularity, item_factors, s, users)
 
 
-def _partitions(spark, rows: int) -> int:
-    """Enough tasks to use every core, and blocks small enough (~500k observations) for a Python worker."""
-    return max(spark.sparkContext.defaultParallelism, -(-rows // 500_000))
-
-
-def _fit_blocked(data: TrainingSet, ratings, n_users: int, n_items: int, s: FactorSettings):
+def _fit_blocked(data: TrainingSet, events, n_users: int, n_items: int, s: FactorSettings):
     spark = data.spark
-    ratings = ratings.persist()
-    parts = _partitions(spark, ratings.count())
-    by_user = _blocks(ratings, "USER_IDX", "ITEM_IDX", parts)
-    by_item = _blocks(ratings, "ITEM_IDX", "USER_IDX", parts)
-    ratings.unpersist()
+    # Enough tasks to use every core, and blocks small enough (~500k events) for a Python worker.
+    parts = max(spark.sparkContext.defaultParallelism, -(-data.rows // 500_000))
+    by_user = _blocks(events, "USER_IDX", "ITEM_IDX", parts, s.alpha)
+    by_item = _blocks(events, "ITEM_IDX", "USER_IDX", parts, s.alpha)
     rng = np.random.default_rng(s.seed)
     users = (rng.random((n_users, s.factors), dtype=np.float32) * 0.01)
     items = (rng.random((n_items, s.factors), dtype=np.float32) * 0.01)
@@ -130,24 +124,29 @@ def _fit_blocked(data: TrainingSet, ratings, n_users: int, n_items: int, s: Fact
     return users, items
 
 
-def _blocks(ratings, row: str, col: str, parts: int):
-    """One cached row per partition: that partition's observations as a CSR block, serialised."""
+def _blocks(events, row: str, col: str, parts: int, alpha: float):
+    """One cached row per partition: that partition's (row, col) confidences as a CSR block, serialised;
+    the events of a (row, col) pair are summed here, so no separate aggregation shuffle is needed."""
     def build(batches):
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
         r = table.column(row).to_numpy().astype(np.int64)
         c = table.column(col).to_numpy().astype(np.int64)
-        v = table.column("CONF").to_numpy().astype(np.float32)
+        w = table.column("WEIGHT").to_numpy().astype(np.float32)
         order = np.lexsort((c, r))
-        r, c, v = r[order], c[order], v[order]
-        keys, starts = np.unique(r, return_index=True)
-        indptr = np.append(starts, len(r)).astype(np.int64)
-        yield pa.record_batch([pa.array([pack(keys=keys, indptr=indptr, cols=c, conf=v)], pa.binary())],
+        r, c, w = r[order], c[order], w[order]
+        first = np.ones(len(r), dtype=bool)
+        first[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+        starts = np.flatnonzero(first)
+        r, c, w = r[starts], c[starts], np.add.reduceat(w, starts)
+        keys, row_starts = np.unique(r, return_index=True)
+        indptr = np.append(row_starts, len(r)).astype(np.int64)
+        conf = (1.0 + alpha * w).astype(np.float32)
+        yield pa.record_batch([pa.array([pack(keys=keys, indptr=indptr, cols=c, conf=conf)], pa.binary())],
                               names=["BLOCK"])
 
-    blocks = (ratings.repartition(parts, row).mapInArrow(build, "BLOCK binary")
-              .persist())
+    blocks = events.repartition(parts, row).mapInArrow(build, "BLOCK binary").persist()
     blocks.count()
     return blocks
 
@@ -174,7 +173,7 @@ def _half_step(spark, blocks, own: np.ndarray, other: np.ndarray, s: FactorSetti
         shared.unpersist()
 
 
-def _fit_mllib(data: TrainingSet, ratings, n_users: int, n_items: int, s: FactorSettings):
+def _fit_mllib(data: TrainingSet, events, n_users: int, n_items: int, s: FactorSettings):
     from pyspark.ml.recommendation import ALS
 
     spark = data.spark
@@ -183,10 +182,10 @@ def _fit_mllib(data: TrainingSet, ratings, n_users: int, n_items: int, s: Factor
     if sc.getCheckpointDir() is None and data.checkpoint_dir:  # long lineages overflow the stack otherwise
         sc.setCheckpointDir(data.checkpoint_dir)
     als = ALS(rank=s.factors, maxIter=s.iterations, regParam=s.regularization, alpha=s.alpha, implicitPrefs=True,
-              userCol="USER_IDX", itemCol="ITEM_IDX", ratingCol="CONF", numUserBlocks=cores, numItemBlocks=cores,
+              userCol="USER_IDX", itemCol="ITEM_IDX", ratingCol="WEIGHT", numUserBlocks=cores, numItemBlocks=cores,
               checkpointInterval=5, seed=s.seed, intermediateStorageLevel="MEMORY_AND_DISK")
-    # MLlib builds confidence as 1 + alpha * rating: pass the summed event weight as the rating.
-    model = als.fit(ratings.withColumn("CONF", (F.col("CONF") - 1.0) / max(s.alpha, 1e-12)))
+    # MLlib builds confidence as 1 + alpha * rating: the rating is the (user, item)'s summed event weight.
+    model = als.fit(events.groupBy("USER_IDX", "ITEM_IDX").agg(F.sum("WEIGHT").alias("WEIGHT")))
     users = np.zeros((n_users, s.factors), dtype=np.float32)
     items = np.zeros((n_items, s.factors), dtype=np.float32)
     for target, frame in ((users, model.userFactors), (items, model.itemFactors)):
