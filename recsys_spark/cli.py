@@ -183,6 +183,24 @@ def versions(config_path: str, solution: str | None) -> None:
     click.echo(format_versions([v for name in names for v in list_versions(spark, config, name)]))
 
 
+@cli.command()
+@config_option
+@click.option("--job", "jobs", multiple=True, help="Run only this batch job (repeatable; default: all).")
+def batch(config_path: str, jobs: tuple[str, ...]) -> None:
+    """Batch inference: write each job's recommendations, _metrics.json and _SUCCESS."""
+    from recsys_spark.config import load_config
+    from recsys_spark.inference.batch import run_batch
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    names = list(jobs) or [j.name for j in config.batch_jobs]
+    for name in names:
+        config.batch_job(name)
+    spark = session_for(config, "recsys-spark batch")
+    for name in names:
+        click.echo(run_batch(spark, config, name).summary())
+
+
 @cli.group("filter")
 def filter_group() -> None:
     """Filter expressions in the managed service's language."""

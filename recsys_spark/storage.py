@@ -90,3 +90,20 @@ def list_folders(spark, uri: str) -> list[str]:
     if not fs.exists(path):
         return []
     return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
+
+
+def rename(spark, source: str, target: str) -> None:
+    """Move a file or folder (atomic on HDFS and local disks; a copy then delete on object stores)."""
+    src, fs = _hadoop_path(spark, source)
+    dst, _ = _hadoop_path(spark, target)
+    if not fs.rename(src, dst):
+        raise OSError(f"could not move {source} to {target}")
+
+
+def siblings(spark, uri: str, prefix: str) -> list[str]:
+    """Paths next to ``uri`` whose names start with ``prefix`` (e.g. leftovers of interrupted runs)."""
+    path, fs = _hadoop_path(spark, uri.rstrip("/"))
+    parent = path.getParent()
+    if parent is None or not fs.exists(parent):
+        return []
+    return sorted(str(s.getPath()) for s in fs.listStatus(parent) if s.getPath().getName().startswith(prefix))

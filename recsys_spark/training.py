@@ -32,6 +32,7 @@ from recsys_spark.recipes.base import Model, TrainingSet, to_pandas, to_spark
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+USER_FACTORS = "users"  # the table of trained users' factors (USER_ID, FACTORS), where a recipe has one
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,18 @@ class SolutionVersion:
     def metrics(self) -> dict:
         return self.manifest.get("metrics", {})
 
-    def load_model(self, spark) -> Model:
-        """The fitted model, from its Parquet tables only (no training data is read)."""
+    def user_factors(self, spark):
+        """The trained users' factors (USER_ID, FACTORS) as a DataFrame, or None for recipes without them."""
+        if USER_FACTORS not in self.manifest["tables"]:
+            return None
+        return spark.read.parquet(f"{self.path}/{USER_FACTORS}")
+
+    def load_model(self, spark, user_factors: bool = True) -> Model:
+        """The fitted model, from its Parquet tables only (no training data is read). ``user_factors=False``
+        leaves the per-user table out (batch inference joins it as a DataFrame instead)."""
         recipe = recipe_for(self.recipe, self.manifest["settings"])
-        tables = {name: to_pandas(spark.read.parquet(f"{self.path}/{name}")) for name in self.manifest["tables"]}
+        names = [n for n in self.manifest["tables"] if user_factors or n != USER_FACTORS]
+        tables = {name: to_pandas(spark.read.parquet(f"{self.path}/{name}")) for name in names}
         return recipe.model_class.from_tables(tables, recipe.settings)
 
 
@@ -169,13 +178,14 @@ def train_solution(spark, config: Config, name: str, evaluate: bool = True) -> S
                 log.info("%s: evaluated in %.1f s", name, time.perf_counter() - started)
             started = time.perf_counter()
             checkpoint = f"{config.root.rstrip('/')}/_checkpoints/train-{name}"
-            model = recipe.fit(TrainingSet.build(interactions, checkpoint))
+            training = TrainingSet.build(interactions, checkpoint)
+            model = recipe.fit(training)
             seconds = time.perf_counter() - started
         finally:
             interactions.unpersist()
         version = save_version(spark, config, solution, model, {
             "datasets": pinned, "counts": counts, "training_seconds": round(seconds, 3), "metrics": metrics,
-            "job_id": run.job_id})
+            "job_id": run.job_id, "newest_interaction": training.newest_timestamp})
         run.counts.update(counts)
         run.metrics.update({"version": version.version, "training_seconds": round(seconds, 3), **metrics})
     return version

@@ -1,0 +1,219 @@
+"""The batch inference job: requests in, the service's JSON lines out, with run metrics and cost.
+
+Phases (each timed in ``_metrics.json``): *read* (the input lines or every known user, the model, the
+users' fresh histories, the filter compiled once per distinct ``filterValues`` binding), *score and write*
+(one vectorised kernel per partition, lines written to a staging folder), *commit* (the staging folder
+swapped in, ``_SUCCESS`` last; see :mod:`.output`).
+
+>>> result = run_batch(spark, config, "weekly-mail")          # doctest: +SKIP
+>>> print(result.summary())                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
+
+from recsys_spark.config import ALL_USERS, Config
+from recsys_spark.datasets.warehouse import Warehouse
+from recsys_spark.errors import UserError
+from recsys_spark.filters.binding import bind
+from recsys_spark.filters.compiler import compile_filter
+from recsys_spark.inference import output as out
+from recsys_spark.inference.kernel import BindingPlan, KernelSettings, RulePlan, score_batch, OUTPUT_SCHEMA
+from recsys_spark.inference.progress import Progress
+from recsys_spark.inference.requests import KIND, all_users, read_requests
+from recsys_spark.inference.scoring import BLOCK_ROWS, _reblock, user_histories
+from recsys_spark.jobruns import job_run, new_job_id
+from recsys_spark.runmetrics import RunMetrics
+from recsys_spark.training import get_version, weighted_interactions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    job: str
+    output: str
+    metrics: dict
+
+    def summary(self) -> str:
+        m = self.metrics
+        return (f"batch {self.job}: {m['users_served']:,} of {m['users_in']:,} lines served, {m['users_failed']:,} "
+                f"failed, in {m['wall_seconds']:.1f} s ({m['users_per_second']:,.0f} lines/s) -> {self.output}\n"
+                f"  executor time {m['executor_run_seconds']:.1f} s, CPU {m['executor_cpu_seconds']:.1f} s, "
+                f"{m['allocated_core_hours']:.4f} core-hours = ${m['estimated_cost_usd']:.4f} "
+                f"(${m['cost_per_1000_users_usd']:.5f} per 1000); the managed service: "
+                f"${m['managed_service_cost_usd']:.4f} (${m['managed_service_per_1000_users_usd']} per 1000)")
+
+
+def run_batch(spark, config: Config, name: str) -> BatchResult:
+    """Run the config's batch job ``name`` (see the module docstring)."""
+    job = config.batch_job(name)
+    solution = config.solution(job.solution)
+    version = get_version(spark, config, job.solution)
+    kind = KIND[version.recipe]
+    if job.input == ALL_USERS and kind == "ranking":
+        raise UserError(f"batch job {name!r}: personalized-ranking needs an itemList per user; `all_users` "
+                        "cannot supply one, give a JSON-lines input file")
+    warehouse = Warehouse(spark, config)
+    run_id = new_job_id("batch")
+    started_at = datetime.now(timezone.utc)
+    out.recover(spark, job.output)
+    with job_run(warehouse, "batch", name, {"input": job.input, "output": job.output, "version": version.version,
+                                            "filter": job.filter}) as run, RunMetrics(spark, run_id) as metrics:
+        with metrics.phase("read"):
+            model = version.load_model(spark, user_factors=False)
+            interactions = weighted_interactions(warehouse, solution, None)
+            if job.input == ALL_USERS:
+                requests = all_users(_known_users(warehouse, interactions))
+            else:
+                requests = read_requests(spark, job.input, kind)
+            requests = requests.persist()
+            lines = requests.count()
+            plans, requests_with_filter = _filters(spark, config, warehouse, job.filter, requests, model)
+            users = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
+            frame = requests_with_filter.join(user_histories(interactions, model, users), "USER_ID", "left")
+            factors = version.user_factors(spark)
+            if factors is not None:
+                cutoff = int(version.manifest.get("newest_interaction", 2**62))
+                frame = (frame.join(factors, "USER_ID", "left")
+                         .withColumn("KNOWN", F.col("FACTORS").isNotNull()
+                                     & (F.coalesce(F.array_max("H_TIMES"), F.lit(0)) <= cutoff)))
+        settings = KernelSettings(job.num_results, solution.recipe_settings().exclude_seen, plans,
+                                  factors is not None, kind == "ranking")
+        parts = max(spark.sparkContext.defaultParallelism, -(-lines // 50_000))
+        scored = _score(spark, frame.repartition(parts), model, settings)
+        observed = Observation(f"failed-{run_id}")
+        scored = scored.observe(observed, F.count(F.col("ERROR")).alias("failed"))
+        with metrics.phase("score_and_write"), Progress(spark, run_id, lines, "scoring"):
+            staging = out.write_staging(spark, _json_lines(scored), job.output, run_id)
+        failed = int(observed.get["failed"])
+    wall = metrics.wall_seconds
+    served = lines - failed
+    facts = {
+        "run_id": run_id, "job": name, "solution": job.solution, "solution_version": version.version,
+        "recipe": version.recipe, "filter": job.filter, "input": job.input, "output": job.output,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "ended_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 3), "phase_seconds": {k: round(v, 3) for k, v in metrics.phases.items()},
+        "users_in": lines, "users_served": served, "users_failed": failed, "items": model.n_items,
+        "num_results": job.num_results, "users_per_second": round(lines / max(wall, 1e-9), 1),
+        "executor_run_seconds": round(metrics.executor_seconds, 3),
+        "executor_cpu_seconds": round(metrics.cpu_seconds, 3), "tasks": metrics.tasks, "cores": metrics.cores,
+        "peak_execution_memory_bytes": metrics.peak_execution_memory,
+        **metrics.cost(config.cost.price_per_core_hour_usd),
+    }
+    facts["cost_per_1000_users_usd"] = round(facts["estimated_cost_usd"] / max(lines, 1) * 1000, 8)
+    facts["managed_service_per_1000_users_usd"] = config.cost.compare_per_1000_users_usd
+    facts["managed_service_cost_usd"] = round(lines / 1000 * config.cost.compare_per_1000_users_usd, 6)
+    started = time.perf_counter()
+    out.commit_output(spark, staging, job.output, run_id, facts)
+    facts["phase_seconds"]["commit"] = round(time.perf_counter() - started, 3)
+    requests.unpersist()
+    _record(warehouse, run, facts)
+    return BatchResult(name, job.output, facts)
+
+
+def _record(warehouse, run, facts: dict) -> None:
+    run.counts.update({"lines": facts["users_in"], "served": facts["users_served"], "failed": facts["users_failed"]})
+    run.metrics.update({k: facts[k] for k in ("solution_version", "wall_seconds", "executor_run_seconds",
+                                              "estimated_cost_usd", "managed_service_cost_usd")})
+
+
+def _known_users(warehouse: Warehouse, interactions: DataFrame) -> DataFrame:
+    """Every user in the interactions and, when there is one, the users dataset."""
+    users = interactions.select("USER_ID")
+    if warehouse.config.schema("users") is not None and warehouse.exists(warehouse.path("users")):
+        users = users.union(warehouse.read("users").select("USER_ID"))
+    return users.distinct()
+
+
+def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame, model):
+    """The filter compiled once per distinct binding, and the requests with BINDING_ID and the per-row
+    filter lists (F_INCLUDE, F_EXCLUDE, F_APPLIES)."""
+    empty = (F.lit(None).cast("array<string>"), F.lit(None).cast("array<string>"), F.lit(None).cast("array<int>"))
+    if name is None:
+        return [], requests.select("*", F.lit(0).alias("BINDING_ID"), empty[0].alias("F_INCLUDE"),
+                                   empty[1].alias("F_EXCLUDE"), empty[2].alias("F_APPLIES"))
+    parsed = config.parsed_filter(name)
+    recent = config.filter(name).recent_per_event_type
+    bindings = [r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING").distinct().collect()]
+    query_items = requests.where(F.col("QUERY_ITEM").isNotNull()).select(F.col("QUERY_ITEM").alias("ITEM_ID"))
+    plans, user_lists, related_lists = [], [], []
+    for i, binding in enumerate(bindings):
+        try:
+            compiled = compile_filter(bind(parsed, json.loads(binding) if binding else {}), warehouse, recent,
+                                      query_items)
+        except UserError as e:
+            plans.append(BindingPlan(error=f"filter {name}: {e}"))
+            continue
+        rules = []
+        for k, rule in enumerate(compiled.rules):
+            mask = np.isin(model.item_ids, list(rule.items)) if rule.items is not None else None
+            rules.append(RulePlan(rule.action, mask, per_row=rule.user_items is not None,
+                                  condition=k if rule.users is not None else None,
+                                  related=rule.related_items is not None))
+        plans.append(BindingPlan(rules))
+        if (lists := compiled.user_lists()) is not None:
+            user_lists.append(lists.withColumn("BINDING_ID", F.lit(i)))
+        if (lists := compiled.related_lists()) is not None:
+            related_lists.append(lists.withColumnRenamed("QUERY_ITEM_ID", "QUERY_ITEM").withColumn("BINDING_ID", F.lit(i)))
+    index = spark.createDataFrame([(b, i) for i, b in enumerate(bindings)], "BINDING string, BINDING_ID int")
+    frame = requests.join(F.broadcast(index), requests["BINDING"].eqNullSafe(index["BINDING"]), "left") \
+        .drop(index["BINDING"])
+    frame = _attach(frame, user_lists, "USER_ID", "U_")
+    frame = _attach(frame, related_lists, "QUERY_ITEM", "R_")
+    related = F.col("QUERY_ITEM").isNotNull()
+    return plans, frame.select(
+        *requests.columns, F.coalesce("BINDING_ID", F.lit(0)).alias("BINDING_ID"),
+        F.when(related, F.col("R_include")).otherwise(F.col("U_include")).alias("F_INCLUDE"),
+        F.when(related, F.col("R_exclude")).otherwise(F.col("U_exclude")).alias("F_EXCLUDE"),
+        F.when(related, F.lit(None)).otherwise(F.col("U_applies")).cast("array<int>").alias("F_APPLIES"))
+
+
+def _attach(frame: DataFrame, lists: list[DataFrame], key: str, prefix: str) -> DataFrame:
+    columns = ["include", "exclude", "applies"]
+    if not lists:
+        return frame.select("*", *[F.lit(None).cast("array<string>" if c != "applies" else "array<int>")
+                                   .alias(prefix + c) for c in columns])
+    union = lists[0]
+    for more in lists[1:]:
+        union = union.unionByName(more, allowMissingColumns=True)
+    for c in columns:
+        if c not in union.columns:
+            union = union.withColumn(c, F.lit(None).cast("array<string>" if c != "applies" else "array<int>"))
+    union = union.select(key, "BINDING_ID", *[F.col(c).alias(prefix + c) for c in columns])
+    return frame.join(union, [key, "BINDING_ID"], "left")
+
+
+def _score(spark, frame: DataFrame, model, settings: KernelSettings) -> DataFrame:
+    shared = spark.sparkContext.broadcast((model, settings))
+    columns = ["LINE_ID", "INPUT", "USER_ID", "QUERY_ITEM", "ITEM_LIST", "ERROR", "BINDING_ID", "F_INCLUDE",
+               "F_EXCLUDE", "F_APPLIES", "H_ITEMS", "H_WEIGHTS", "H_TIMES"] + (
+        ["FACTORS", "KNOWN"] if settings.has_factors else [])
+
+    def score(batches):
+        m, s = shared.value
+        for batch in _reblock(batches, BLOCK_ROWS):
+            yield score_batch(m, batch, s)
+
+    return frame.select(*columns).mapInArrow(score, OUTPUT_SCHEMA)
+
+
+def _json_lines(scored: DataFrame) -> DataFrame:
+    """The service's output line: {"input": ..., "output": {"recommendedItems", "scores"}, "error"} (+ "note")."""
+    body = F.to_json(F.struct(F.struct(F.col("ITEMS").alias("recommendedItems"), F.col("SCORES").alias("scores"))
+                              .alias("output"), F.col("ERROR").alias("error"), F.col("NOTE").alias("note")),
+                     {"ignoreNullFields": "false"})
+    # body is {"output":...,"error":...,"note":...}; the input goes first, as the raw JSON of the line.
+    line = F.concat(F.lit('{"input":'), F.col("INPUT"), F.lit(","), F.expr("substring(BODY, 2)"))
+    no_note = F.regexp_replace(line, r',"note":null}$', "}")
+    return scored.select(body.alias("BODY"), "INPUT").select(no_note.alias("value"))
