@@ -73,8 +73,8 @@ class RunMetrics:
 
     def cost(self, price_per_core_hour: float) -> dict:
         core_hours = self.wall_seconds * self.cores / 3600.0
-        return {"allocated_core_hours": round(core_hours, 6), "price_per_core_hour_usd": price_per_core_hour,
-                "estimated_cost_usd": round(core_hours * price_per_core_hour, 6)}
+        return {"allocated_core_hours": round(core_hours, 8), "price_per_core_hour_usd": price_per_core_hour,
+                "estimated_cost_usd": round(core_hours * price_per_core_hour, 10)}
 
 
 class _Phase:
