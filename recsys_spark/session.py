@@ -29,7 +29,10 @@ DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
-LAUNCHED_DEFAULTS = {**DELTA_CONF, "spark.sql.session.timeZone": "UTC"}
+# One BLAS thread per Python worker: Spark already runs a task per core (DESIGN.md section 11).
+ONE_BLAS_THREAD = {f"spark.executorEnv.{v}": "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                            "MKL_NUM_THREADS")}
+LAUNCHED_DEFAULTS = {**DELTA_CONF, "spark.sql.session.timeZone": "UTC", **ONE_BLAS_THREAD}
 
 
 def local_conf(master: str, s3: S3Settings | None = None) -> dict[str, str]:
@@ -41,6 +44,7 @@ def local_conf(master: str, s3: S3Settings | None = None) -> dict[str, str]:
         "spark.jars": ",".join(jars.local_jar_paths()),
         **DELTA_CONF,
         "spark.sql.session.timeZone": "UTC",
+        **ONE_BLAS_THREAD,
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.pyspark.python": sys.executable,

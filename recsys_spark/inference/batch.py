@@ -73,14 +73,20 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
             model = version.load_model(spark, user_factors=False)
             interactions = weighted_interactions(warehouse, solution, None)
             if job.input == ALL_USERS:
-                requests = all_users(_known_users(warehouse, interactions))
+                # Every known user: those with interactions (their histories in the same pass) and those
+                # only in the users dataset.
+                frame = all_users(_known_users(warehouse, user_histories(interactions, model)))
+                bindings, cached = [None], None
             else:
                 requests = read_requests(spark, job.input, kind)
-            requests = requests.persist()
-            lines = requests.count()
-            plans, requests_with_filter = _filters(spark, config, warehouse, job.filter, requests, model)
-            users = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
-            frame = requests_with_filter.join(user_histories(interactions, model, users), "USER_ID", "left")
+                if job.filter:  # read twice: for the distinct bindings, then for scoring
+                    requests = requests.persist()
+                cached = requests if job.filter else None
+                bindings = ([r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING").distinct().collect()]
+                            if job.filter else [None])
+                users = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
+                frame = requests.join(user_histories(interactions, model, users), "USER_ID", "left")
+            plans, frame = _filters(spark, config, warehouse, job.filter, frame, bindings, model)
             factors = version.user_factors(spark)
             if factors is not None:
                 cutoff = int(version.manifest.get("newest_interaction", 2**62))
@@ -89,13 +95,16 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
                                      & (F.coalesce(F.array_max("H_TIMES"), F.lit(0)) <= cutoff)))
         settings = KernelSettings(job.num_results, solution.recipe_settings().exclude_seen, plans,
                                   factors is not None, kind == "ranking")
-        parts = max(spark.sparkContext.defaultParallelism, -(-lines // 50_000))
-        scored = _score(spark, frame.repartition(parts), model, settings)
-        observed = Observation(f"failed-{run_id}")
-        scored = scored.observe(observed, F.count(F.col("ERROR")).alias("failed"))
-        with metrics.phase("score_and_write"), Progress(spark, run_id, lines, "scoring"):
+        done = spark.sparkContext.accumulator(0)
+        observed = Observation(f"counts-{run_id}")
+        # Several tasks per core, whatever the joins' partitioning: the kernel is the costly part.
+        tasks = spark.sparkContext.defaultParallelism * 4
+        scored = _score(spark, frame.repartition(tasks), model, settings, done).observe(
+            observed, F.count(F.lit(1)).alias("lines"), F.count(F.col("ERROR")).alias("failed"))
+        with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
             staging = out.write_staging(spark, _json_lines(scored), job.output, run_id)
-        failed = int(observed.get["failed"])
+        counts = observed.get
+        lines, failed = int(counts["lines"]), int(counts["failed"])
     wall = metrics.wall_seconds
     served = lines - failed
     facts = {
@@ -117,7 +126,8 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
     started = time.perf_counter()
     out.commit_output(spark, staging, job.output, run_id, facts)
     facts["phase_seconds"]["commit"] = round(time.perf_counter() - started, 3)
-    requests.unpersist()
+    if cached is not None:
+        cached.unpersist()
     _record(warehouse, run, facts)
     return BatchResult(name, job.output, facts)
 
@@ -128,24 +138,27 @@ def _record(warehouse, run, facts: dict) -> None:
                                               "estimated_cost_usd", "managed_service_cost_usd")})
 
 
-def _known_users(warehouse: Warehouse, interactions: DataFrame) -> DataFrame:
-    """Every user in the interactions and, when there is one, the users dataset."""
-    users = interactions.select("USER_ID")
-    if warehouse.config.schema("users") is not None and warehouse.exists(warehouse.path("users")):
-        users = users.union(warehouse.read("users").select("USER_ID"))
-    return users.distinct()
+def _known_users(warehouse: Warehouse, histories: DataFrame) -> DataFrame:
+    """``histories`` (a row per user with interactions) plus, with empty histories, the users that are only
+    in the users dataset."""
+    if warehouse.config.schema("users") is None or not warehouse.exists(warehouse.path("users")):
+        return histories
+    only = warehouse.read("users").select("USER_ID").distinct().join(histories.select("USER_ID"), "USER_ID",
+                                                                        "left_anti")
+    empty = [F.lit(None).cast(histories.schema[c].dataType).alias(c) for c in histories.columns if c != "USER_ID"]
+    return histories.unionByName(only.select("USER_ID", *empty))
 
 
-def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame, model):
-    """The filter compiled once per distinct binding, and the requests with BINDING_ID and the per-row
-    filter lists (F_INCLUDE, F_EXCLUDE, F_APPLIES)."""
+def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame,
+             bindings: list[str | None], model):
+    """The filter compiled once per distinct binding (``bindings``: the requests' distinct BINDING values),
+    and the requests with BINDING_ID and the per-row filter lists (F_INCLUDE, F_EXCLUDE, F_APPLIES)."""
     empty = (F.lit(None).cast("array<string>"), F.lit(None).cast("array<string>"), F.lit(None).cast("array<int>"))
     if name is None:
         return [], requests.select("*", F.lit(0).alias("BINDING_ID"), empty[0].alias("F_INCLUDE"),
                                    empty[1].alias("F_EXCLUDE"), empty[2].alias("F_APPLIES"))
     parsed = config.parsed_filter(name)
     recent = config.filter(name).recent_per_event_type
-    bindings = [r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING").distinct().collect()]
     query_items = requests.where(F.col("QUERY_ITEM").isNotNull()).select(F.col("QUERY_ITEM").alias("ITEM_ID"))
     plans, user_lists, related_lists = [], [], []
     for i, binding in enumerate(bindings):
@@ -194,7 +207,8 @@ def _attach(frame: DataFrame, lists: list[DataFrame], key: str, prefix: str) -> 
     return frame.join(union, [key, "BINDING_ID"], "left")
 
 
-def _score(spark, frame: DataFrame, model, settings: KernelSettings) -> DataFrame:
+def _score(spark, frame: DataFrame, model, settings: KernelSettings, done) -> DataFrame:
+    """The kernel over every partition of ``frame``; ``done`` (an accumulator) counts the lines scored."""
     shared = spark.sparkContext.broadcast((model, settings))
     columns = ["LINE_ID", "INPUT", "USER_ID", "QUERY_ITEM", "ITEM_LIST", "ERROR", "BINDING_ID", "F_INCLUDE",
                "F_EXCLUDE", "F_APPLIES", "H_ITEMS", "H_WEIGHTS", "H_TIMES"] + (
@@ -204,6 +218,7 @@ def _score(spark, frame: DataFrame, model, settings: KernelSettings) -> DataFram
         m, s = shared.value
         for batch in _reblock(batches, BLOCK_ROWS):
             yield score_batch(m, batch, s)
+            done.add(batch.num_rows)
 
     return frame.select(*columns).mapInArrow(score, OUTPUT_SCHEMA)
 

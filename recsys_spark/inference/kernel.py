@@ -86,9 +86,16 @@ def score_batch(model: Model, batch: pa.RecordBatch, s: KernelSettings) -> pa.Re
     related = valid & ~np.asarray(query.is_null().to_numpy(zero_copy_only=False))
     users = valid & ~related
 
-    scores = np.full((rows, n), -np.inf, dtype=np.float32)
     fallback = np.zeros(rows, dtype=bool)
     block = block_from_arrow(batch, s.has_factors)
+    has_history = np.diff(block.indptr) > 0
+    known_user = has_history if block.known is None else has_history | block.known
+    if users.all() and known_user.all():  # the common case: score the block in place, no copy
+        scores = model.score_users(block)
+    else:
+        scores = np.full((rows, n), -np.inf, dtype=np.float32)
+        if (users & known_user).any():
+            scores[users & known_user] = model.score_users(block.select(users & known_user))
     if related.any():
         q = _catalog_index(model).get_indexer(query.fill_null("").to_numpy(zero_copy_only=False))
         known = related & (q >= 0)
@@ -100,11 +107,7 @@ def score_batch(model: Model, batch: pa.RecordBatch, s: KernelSettings) -> pa.Re
         fallback |= unknown
         notes[unknown] = UNKNOWN_ITEM
     if users.any():
-        has_history = np.diff(block.indptr) > 0
-        known = has_history if block.known is None else has_history | block.known
-        warm, cold = users & known, users & ~known
-        if warm.any():
-            scores[warm] = model.score_users(block.select(warm))
+        cold = users & ~known_user
         scores[cold] = model.popularity
         fallback |= cold
         notes[cold] = UNKNOWN_USER

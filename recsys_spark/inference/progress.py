@@ -3,7 +3,7 @@
 On a terminal a tqdm bar (updated twice a second); otherwise (logs, scheduled jobs) one log line every
 ``log_every`` seconds. Both read Spark's status tracker for the jobs of the run's job group.
 
->>> with Progress(spark, run_id, total_lines=1_000_000, label="scoring"):   # doctest: +SKIP
+>>> with Progress(spark, run_id, lines_done, label="scoring"):   # doctest: +SKIP
 ...     frame.write.text(staging)
 """
 
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    def __init__(self, spark, group: str, total_lines: int, label: str, log_every: float = 10.0):
-        self.spark, self.group, self.total, self.label, self.log_every = spark, group, total_lines, label, log_every
+    def __init__(self, spark, group: str, lines_done, label: str, log_every: float = 10.0):
+        """``lines_done``: an accumulator the tasks add their scored lines to."""
+        self.spark, self.group, self.done, self.label, self.log_every = spark, group, lines_done, label, log_every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -57,7 +58,7 @@ class Progress:
             except Exception:  # noqa: BLE001 - the display must never break the job
                 continue
             elapsed = time.perf_counter() - self._started
-            rate = self.total * done / max(total, 1) / max(elapsed, 1e-9)
+            rate = self.done.value / max(elapsed, 1e-9)
             if bar is not None:
                 bar.total = total
                 bar.n = done

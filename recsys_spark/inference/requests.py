@@ -93,8 +93,8 @@ def read_requests(spark, source: str, kind: str) -> DataFrame:
 
 
 def all_users(users: DataFrame) -> DataFrame:
-    """One ``{"userId": ...}`` request per row of ``users`` (USER_ID)."""
-    return users.select(
+    """One ``{"userId": ...}`` request per row of ``users`` (USER_ID; other columns are kept)."""
+    return users.select(*[c for c in users.columns if c != "USER_ID"],
         F.monotonically_increasing_id().alias("LINE_ID"),
         F.to_json(F.struct(F.col("USER_ID").alias("userId"))).alias("INPUT"), "USER_ID",
         F.lit(None).cast("string").alias("QUERY_ITEM"), F.lit(None).cast("array<string>").alias("ITEM_LIST"),

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Batch inference speed: this project's batch job end to end against MLlib's `recommendForAllUsers`, the
+`implicit` library's batched `recommend` and the pure matrix-product limit, on the same factors.
+
+Synthetic rank-64 factors for ``--users`` x ``--items`` (default 100,000 x 20,000) and ~20 seen items per
+user (a Delta interactions table), top 25. Timed, in one run on this machine:
+
+* recsys_spark: `run_batch` on `all_users` with seen-item exclusion, end to end: reading the tables and
+  the model, joining histories, scoring, writing the service's JSON lines, committing.
+* MLlib: `ALSModel.recommendForAllUsers(25)` on the same factors, written as JSON (it excludes nothing).
+* implicit (when installed): `recommend(all users, N=25, filter_already_liked_items=True)` in batches.
+* matrix products: the float32 user-block x item-factor products alone, the floor for any exact method.
+
+Prints users per second, each ratio to this project's time, and the peak resident memory of the Spark
+executors' Python workers and JVM (sampled from /proc).
+
+  python scripts/bench_batch.py [--users 100000 --items 20000] [--skip-mllib]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+RANK, TOP = 64, 25
+
+
+class MemorySampler(threading.Thread):
+    """Peak summed RSS of Spark's JVM and Python worker processes (Linux /proc), sampled every 0.2 s."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self._stop = 0, threading.Event()
+
+    def run(self):
+        while not self._stop.wait(0.2):
+            total = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"pyspark" not in cmd and b"org.apache.spark" not in cmd:
+                        continue
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                except OSError:
+                    continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> int:
+        self._stop.set()
+        return self.peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--items", type=int, default=20_000)
+    p.add_argument("--seen", type=int, default=20, help="seen items per user")
+    p.add_argument("--skip-mllib", action="store_true")
+    p.add_argument("--workdir", help="keep the warehouse and outputs here (default: a temporary folder)")
+    args = p.parse_args(argv)
+
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.warehouse import Warehouse
+    from recsys_spark.inference.batch import run_batch
+    from recsys_spark.recipes.base import to_spark
+    from recsys_spark.recipes.user_personalization import FactorModel
+    from recsys_spark.session import get_spark
+    from recsys_spark.training import save_version
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="recsys-bench-batch-"))
+    rng = np.random.default_rng(0)
+    users = rng.normal(0, 0.3, (args.users, RANK)).astype(np.float32)
+    items = rng.normal(0, 0.3, (args.items, RANK)).astype(np.float32)
+    seen_user = np.repeat(np.arange(args.users), args.seen)
+    seen_item = rng.integers(0, args.items, len(seen_user))
+    print(f"{args.users:,} users x {args.items:,} items, rank {RANK}, top {TOP}, {len(seen_user):,} seen "
+          f"interactions; work folder {work}", flush=True)
+
+    config_path = work / "bench.yaml"
+    config_path.write_text(f"""
+dataset_group:
+  name: bench
+  root: {work}/warehouse
+  schemas:
+    interactions:
+      fields:
+        - {{name: USER_ID, type: string}}
+        - {{name: ITEM_ID, type: string}}
+        - {{name: TIMESTAMP, type: long}}
+        - {{name: EVENT_TYPE, type: string}}
+solutions:
+  - {{name: factors, recipe: user-personalization, settings: {{factors: {RANK}}}}}
+batch_jobs:
+  - {{name: everyone, solution: factors, input: all_users, output: {work}/out/recsys, num_results: {TOP}}}
+""")
+    config = load_config(config_path)
+    spark = get_spark("recsys-spark-bench-batch", master="local[*]",
+                      conf={"spark.ui.showConsoleProgress": False, "spark.driver.memory": "8g",
+                            "spark.sql.shuffle.partitions": 8})
+    warehouse = Warehouse(spark, config)
+    warehouse.ensure_table("interactions")
+    user_ids = np.array([f"u{i}" for i in range(args.users)], dtype=object)
+    item_ids = np.array([f"i{i}" for i in range(args.items)], dtype=object)
+    interactions = pd.DataFrame({"USER_ID": user_ids[seen_user], "ITEM_ID": item_ids[seen_item],
+                                 "TIMESTAMP": np.full(len(seen_user), 1_700_000_000, dtype=np.int64),
+                                 "EVENT_TYPE": "view", "_ORIGIN": "bulk", "_EVENT_ID": None})
+    to_spark(spark, interactions).write.format("delta").mode("append").save(warehouse.path("interactions"))
+    # A solution version holding the synthetic factors, as `train` would have written it.
+    order = np.argsort(item_ids)  # a model's catalog is sorted by item ID
+    solution = config.solution("factors")
+    model = FactorModel(item_ids[order], np.ones(args.items, np.float32), items[order], solution.recipe_settings(),
+                        pd.DataFrame({"USER_ID": user_ids, "FACTORS": list(users)}))
+    save_version(spark, config, solution, model, {"datasets": warehouse.versions(), "newest_interaction": 1_700_000_000})
+    results = {}
+
+    sampler = MemorySampler()
+    sampler.start()
+    started = time.perf_counter()
+    result = run_batch(spark, config, "everyone")
+    results["recsys_spark batch job (end to end)"] = time.perf_counter() - started
+    peak = sampler.stop()
+    print(result.summary(), flush=True)
+    print(f"peak RSS of Spark's JVM + Python workers during the job: {peak / 2**30:.2f} GiB", flush=True)
+
+    if not args.skip_mllib:
+        from pyspark.ml.recommendation import ALS, ALSModel
+
+        tiny = spark.createDataFrame([(0, 0, 1.0), (1, 1, 1.0)], "user int, item int, rating float")
+        path = str(work / "mllib-model")
+        ALS(rank=RANK, maxIter=1, implicitPrefs=True).fit(tiny).write().overwrite().save(path)
+        for name, factors in (("userFactors", users), ("itemFactors", items)):
+            frame = pd.DataFrame({"id": np.arange(len(factors), dtype=np.int32), "features": list(factors)})
+            to_spark(spark, frame).write.mode("overwrite").parquet(f"{path}/{name}")
+        mllib = ALSModel.load(path)
+        started = time.perf_counter()
+        mllib.recommendForAllUsers(TOP).write.mode("overwrite").json(str(work / "out" / "mllib"))
+        results["MLlib recommendForAllUsers (no exclusion)"] = time.perf_counter() - started
+        print(f"MLlib: {results['MLlib recommendForAllUsers (no exclusion)']:.1f} s", flush=True)
+
+    spark.stop()
+    try:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from scipy import sparse
+
+        seen = sparse.csr_matrix((np.ones(len(seen_user), np.float32), (seen_user, seen_item)),
+                                 shape=(args.users, args.items))
+        als = AlternatingLeastSquares(factors=RANK)
+        als.user_factors, als.item_factors = users, items
+        started = time.perf_counter()
+        every = np.arange(args.users)
+        for start in range(0, args.users, 10_000):
+            batch = every[start:start + 10_000]
+            als.recommend(batch, seen[batch], N=TOP, filter_already_liked_items=True)
+        results["implicit recommend (scoring only)"] = time.perf_counter() - started
+    except ImportError:
+        print("implicit is not installed: `pip install implicit` to compare with it", flush=True)
+
+    started = time.perf_counter()
+    for start in range(0, args.users, 1024):
+        users[start:start + 1024] @ items.T
+    results["float32 matrix products alone"] = time.perf_counter() - started
+
+    ours = results["recsys_spark batch job (end to end)"]
+    print(f"\n{'method':44} {'seconds':>8} {'users/s':>10} {'ours is':>12}")
+    for name, seconds in results.items():
+        print(f"{name:44} {seconds:8.1f} {args.users / seconds:10,.0f} {seconds / ours:10.2f}x")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
