@@ -12,7 +12,7 @@ install:
 demo: install
 	@test -f $(DATA)/interactions.csv || $(PY) scripts/generate_synthetic.py --out $(DATA)
 	$(PY) -m recsys_spark validate --config $(CONFIG)
-	$(PY) -m recsys_spark import --config $(CONFIG)
+	$(PY) -m recsys_spark pipeline run --config $(CONFIG) --samples 3
 
 test: install
 	$(PY) -m pytest -q

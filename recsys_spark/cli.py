@@ -7,7 +7,6 @@ traceback with ``--verbose``).
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 
@@ -26,9 +25,9 @@ config_option = click.option("--config", "config_path", required=True, type=clic
 @click.version_option(__version__, prog_name="recsys-spark")
 def cli(verbose: bool) -> None:
     """A self-hosted recommendation service as Spark jobs."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    from recsys_spark.logs import configure
+
+    configure(verbose)
 
 
 @cli.command()
@@ -201,6 +200,38 @@ def batch(config_path: str, jobs: tuple[str, ...]) -> None:
         click.echo(run_batch(spark, config, name).summary())
 
 
+@cli.group("pipeline")
+def pipeline_group() -> None:
+    """The whole pipeline: imports, ingestion, training, batch inference."""
+
+
+@pipeline_group.command("run")
+@config_option
+@click.option("--steps", help="Comma-separated subset of import,ingest,train,batch (default: all, in order).")
+@click.option("--samples", default=0, show_default=True,
+              help="Print this many recommendations of the first batch job with item metadata.")
+def pipeline_run(config_path: str, steps: str | None, samples: int) -> None:
+    """Run every import, ingestion, training and batch job of the config, in order, in one Spark app."""
+    from recsys_spark.config import load_config
+    from recsys_spark.pipeline import parse_steps, run_pipeline
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    chosen = parse_steps(steps)
+    spark = session_for(config, "recsys-spark pipeline")
+    try:
+        result = run_pipeline(spark, config, chosen)
+    except Exception as e:
+        if getattr(e, "pipeline_result", None):
+            click.echo(e.pipeline_result.table(), err=True)
+        raise
+    click.echo(result.table())
+    if samples and "batch" in chosen and config.batch_jobs:
+        from recsys_spark.inference.samples import show_samples
+
+        click.echo(show_samples(spark, config, config.batch_jobs[0].name, samples))
+
+
 @cli.group("filter")
 def filter_group() -> None:
     """Filter expressions in the managed service's language."""
@@ -254,15 +285,20 @@ def _report(e: Exception, verbose: bool, hint: bool) -> None:
                err=True)
 
 
-def run_job(command: str) -> None:
+def run_job(*command: str) -> None:
     """The body of a spark-submit entry point under jobs/: run one command with the script's arguments.
 
     >>> run_job("doctor")   # in jobs/doctor.py: `spark-submit jobs/doctor.py --config c.yaml`  # doctest: +SKIP
     """
     args = sys.argv[1:]
     flags = [a for a in args if a in ("--verbose", "-v")]
-    sys.exit(main([*flags, command, *(a for a in args if a not in flags)]))
+    sys.exit(main([*flags, *command, *(a for a in args if a not in flags)]))
+
+
+def entry() -> None:
+    """``main`` with its exit code passed to the process (for launchers that call the function)."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -368,6 +368,8 @@ def load_config(path: str | os.PathLike) -> Config:
     >>> [j.name for j in cfg.batch_jobs]                         # doctest: +SKIP
     ['weekly-mail', 'related-items']
     """
+    if re.match(r"^s3a?://", str(path)):
+        path = _fetch_from_s3(str(path))
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -392,6 +394,22 @@ def load_config(path: str | os.PathLike) -> Config:
     config._source = path
     config._warnings = _warnings(config)
     return config
+
+
+def _fetch_from_s3(uri: str) -> Path:
+    """A config stored on S3 (EMR steps read it from there), copied to a local temporary file with the
+    same name; write its paths as URIs, since relative ones would resolve against that temporary folder."""
+    import tempfile
+
+    import boto3
+
+    bucket, _, key = re.sub(r"^s3a?://", "", uri).partition("/")
+    target = Path(tempfile.mkdtemp(prefix="recsys-spark-config-")) / Path(key).name
+    try:
+        boto3.client("s3").download_file(bucket, key, str(target))
+    except Exception as e:  # noqa: BLE001 - any failure to fetch is the user's path or permission problem
+        raise ConfigError(f"{uri}: cannot read the config from S3: {e}") from e
+    return target
 
 
 def _expand_env(value: Any, key_path: KeyPath, problems: list) -> Any:

@@ -1,0 +1,115 @@
+"""The whole pipeline in one Spark application: imports, ingestion, training, batch inference.
+
+Steps run in that order (``steps`` picks a subset); each step's work is committed as it finishes, so a
+failing step stops the run with its error and everything before it stays valid and recorded in ``_jobs``.
+The result is a table of the steps: time, row counts or metrics, and the batch jobs' cost beside the
+managed service's list price.
+
+>>> result = run_pipeline(spark, config, steps=("import", "train"))   # doctest: +SKIP
+>>> print(result.table())                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from recsys_spark.config import Config
+from recsys_spark.logs import step_context
+
+log = logging.getLogger(__name__)
+STEPS = ("import", "ingest", "train", "batch")
+
+
+@dataclass
+class StepResult:
+    step: str
+    name: str
+    seconds: float
+    details: str
+    status: str = "ok"
+
+
+@dataclass
+class PipelineResult:
+    steps: list[StepResult] = field(default_factory=list)
+    failed: StepResult | None = None
+
+    def table(self) -> str:
+        lines = [f"{'step':8} {'name':22} {'status':7} {'seconds':>8}  details"]
+        for s in self.steps + ([self.failed] if self.failed else []):
+            lines.append(f"{s.step:8} {s.name:22} {s.status:7} {s.seconds:8.1f}  {s.details}")
+        return "\n".join(lines)
+
+
+def parse_steps(text: str | None) -> tuple[str, ...]:
+    """``"import,train"`` -> ("import", "train") in pipeline order; unknown names are an error."""
+    from recsys_spark.errors import UserError
+
+    if not text:
+        return STEPS
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in STEPS]
+    if unknown:
+        raise UserError(f"unknown step(s) {', '.join(unknown)}; the steps are {', '.join(STEPS)}")
+    return tuple(s for s in STEPS if s in chosen)
+
+
+def run_pipeline(spark, config: Config, steps: tuple[str, ...] = STEPS) -> PipelineResult:
+    """Run the steps in order; a failure is recorded in the result and re-raised (nothing after it runs)."""
+    result = PipelineResult()
+    for step in steps:
+        for name, work in _tasks(spark, config, step):
+            started = time.perf_counter()
+            with step_context(f"{step}:{name}"):
+                log.info("%s %s: started", step, name)
+                try:
+                    details = work()
+                except Exception as e:
+                    result.failed = StepResult(step, name, time.perf_counter() - started, str(e).splitlines()[0],
+                                               "FAILED")
+                    e.pipeline_result = result  # the CLI prints the table of what ran
+                    raise
+                result.steps.append(StepResult(step, name, time.perf_counter() - started, details))
+                log.info("%s %s: done in %.1f s", step, name, time.perf_counter() - started)
+    return result
+
+
+def _tasks(spark, config: Config, step: str):
+    """(name, callable returning a one-line summary) for each unit of work of ``step``."""
+    if step == "import":
+        from recsys_spark.datasets.importer import import_csv
+        from recsys_spark.datasets.warehouse import Warehouse
+
+        warehouse = Warehouse(spark, config)
+        for job in config.imports:
+            def run(job=job):
+                r = import_csv(warehouse, job)
+                return f"{r.accepted:,} accepted, {r.rejected:,} rejected ({job.mode}), table version {r.version}"
+            yield job.dataset, run
+    elif step == "ingest":
+        from recsys_spark.datasets.ingest import run_ingest
+
+        yield "landing", lambda: run_ingest(spark, config).summary().replace("\n", "; ")
+    elif step == "train":
+        from recsys_spark.training import train_solution
+
+        for solution in config.solutions:
+            def run(name=solution.name):
+                v = train_solution(spark, config, name)
+                m = v.metrics
+                return (f"version {v.version}, {v.manifest['counts']['interactions']:,} interactions, "
+                        f"fit {v.manifest['training_seconds']:.1f} s, NDCG@10 "
+                        f"{m.get('normalized_discounted_cumulative_gain_at_10', 0):.4f}, "
+                        f"P@10 {m.get('precision_at_10', 0):.4f}")
+            yield solution.name, run
+    elif step == "batch":
+        from recsys_spark.inference.batch import run_batch
+
+        for job in config.batch_jobs:
+            def run(name=job.name):
+                m = run_batch(spark, config, name).metrics
+                return (f"{m['users_served']:,}/{m['users_in']:,} served -> {m['output']}; cost "
+                        f"${m['estimated_cost_usd']:.4f} vs managed service ${m['managed_service_cost_usd']:.4f}")
+            yield job.name, run

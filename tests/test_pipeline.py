@@ -1,0 +1,101 @@
+"""The pipeline end to end on the synthetic e-commerce group: every step, a failing step, a safe re-run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from recsys_spark.cli import main
+from recsys_spark.config import load_config
+from recsys_spark.datasets.warehouse import Warehouse
+from recsys_spark.jobruns import job_history
+
+
+def synthetic_group(tmp: Path, users: int = 400) -> Path:
+    """configs/synthetic-ecommerce.yaml and freshly generated data under ``tmp`` (its relative paths
+    resolve there); lighter training settings so the test stays quick."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "generate_synthetic.py"), "--out",
+                    str(tmp / "data" / "synthetic"), "--users", str(users), "--items", "150"], check=True,
+                   capture_output=True)
+    (tmp / "configs").mkdir(exist_ok=True)
+    text = (REPO / "configs" / "synthetic-ecommerce.yaml").read_text()
+    text = text.replace("factors: 64, iterations: 10", "factors: 8, iterations: 4")
+    path = tmp / "configs" / "synthetic-ecommerce.yaml"
+    path.write_text(text)
+    return path
+
+
+def lines(folder: Path) -> list[dict]:
+    return [json.loads(x) for f in sorted(folder.glob("part-*")) for x in f.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def ran(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    path = synthetic_group(tmp)
+    return path, tmp, main(["pipeline", "run", "--config", str(path), "--samples", "2"])
+
+
+def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
+    path, tmp, code = ran
+    assert code == 0
+    config = load_config(path)
+    weekly = tmp / "out" / "synthetic-ecommerce" / "weekly-mail"
+    related = tmp / "out" / "synthetic-ecommerce" / "related-items"
+    assert (weekly / "_SUCCESS").exists() and (related / "_SUCCESS").exists()
+    warehouse = Warehouse(spark, config)
+    purchases = {(r.USER_ID, r.ITEM_ID) for r in
+                 warehouse.read("interactions").where("EVENT_TYPE = 'purchase'").collect()}
+    out = lines(weekly)
+    assert len(out) == warehouse.read("users").count()  # all_users: every known user, one line each
+    for line in out:
+        assert not any((line["input"]["userId"], i) in purchases for i in line["output"]["recommendedItems"])
+    kinds = [(r.kind, r.name, r.status) for r in job_history(warehouse, 50).collect()]
+    for expected in [("import", "users"), ("import", "items"), ("import", "interactions"), ("ingest", None),
+                     ("train", "for-you"), ("train", "also-viewed"), ("train", "popular"),
+                     ("batch", "weekly-mail"), ("batch", "related-items")]:
+        assert (*expected, "SUCCEEDED") in kinds, expected
+
+
+def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
+    path, tmp, _ = ran
+    config = load_config(path)
+    warehouse = Warehouse(spark, config)
+    rows = warehouse.read("interactions").count()
+    weekly = tmp / "out" / "synthetic-ecommerce" / "weekly-mail"
+    before = json.loads((weekly / "_metrics.json").read_text())["run_id"]
+    assert main(["pipeline", "run", "--config", str(path), "--steps", "import,train,batch"]) == 0
+    assert warehouse.read("interactions").count() == rows
+    from recsys_spark.training import list_versions
+
+    assert len(list_versions(spark, config, "for-you")) == 2
+    after = json.loads((weekly / "_metrics.json").read_text())["run_id"]
+    assert after != before and (weekly / "_SUCCESS").exists()
+    assert not list(weekly.parent.glob("weekly-mail.staging-*")) and not list(weekly.parent.glob("*.previous-*"))
+
+
+def test_a_failing_step_stops_the_run_and_keeps_what_was_committed(spark, tmp_path, capsys):
+    path = synthetic_group(tmp_path, users=60)
+    text = path.read_text().replace("../data/synthetic/items.csv", "../data/synthetic/missing.csv")
+    path.write_text(text)
+    assert main(["pipeline", "run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.csv does not exist" in err and "FAILED" in err
+    warehouse = Warehouse(spark, load_config(path))
+    assert warehouse.read("users").count() == 60
+    history = {(r.kind, r.name): r.status for r in job_history(warehouse).collect()}
+    assert history[("import", "users")] == "SUCCEEDED" and history[("import", "items")] == "FAILED"
+    assert ("import", "interactions") not in history
+
+
+def test_unknown_steps_are_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    shutil.copy(REPO / "configs" / "movielens.yaml", path)
+    assert main(["pipeline", "run", "--config", str(path), "--steps", "import,deploy"]) == 2
+    assert "unknown step(s) deploy" in capsys.readouterr().err
