@@ -59,3 +59,20 @@ imports:
     assert any(a["name"] == "recsys-spark import" for a in cluster.status()["completedapps"])
     # Read back what the cluster's job committed, from this test's own session.
     assert Warehouse(spark, load_config(config)).read("interactions").count() == 500
+
+
+def test_the_pipeline_on_the_cluster(cluster, tmp_path):
+    import json
+
+    from test_pipeline import synthetic_group
+
+    config = synthetic_group(tmp_path, users=80)
+    result = cluster.submit(REPO / "jobs" / "run_pipeline.py", "--config", str(config), "--steps",
+                            "import,train,batch", timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "weekly-mail" in result.stdout and "FAILED" not in result.stdout
+    weekly = tmp_path / "out" / "synthetic-ecommerce" / "weekly-mail"
+    assert (weekly / "_SUCCESS").exists()
+    metrics = json.loads((weekly / "_metrics.json").read_text())
+    assert metrics["users_in"] == metrics["users_served"] == 80 and metrics["executor_run_seconds"] > 0
+    assert any(a["name"] == "recsys-spark pipeline" for a in cluster.status()["completedapps"])

@@ -25,7 +25,7 @@ def synthetic_group(tmp: Path, users: int = 400) -> Path:
                    capture_output=True)
     (tmp / "configs").mkdir(exist_ok=True)
     text = (REPO / "configs" / "synthetic-ecommerce.yaml").read_text()
-    text = text.replace("factors: 64, iterations: 10", "factors: 8, iterations: 4")
+    text = text.replace("factors: 32, iterations: 10", "factors: 8, iterations: 4")
     path = tmp / "configs" / "synthetic-ecommerce.yaml"
     path.write_text(text)
     return path
