@@ -27,10 +27,10 @@ from recsys_spark.errors import UserError
 from recsys_spark.filters.binding import bind
 from recsys_spark.filters.compiler import compile_filter
 from recsys_spark.inference import output as out
-from recsys_spark.inference.kernel import BindingPlan, KernelSettings, RulePlan, score_batch, OUTPUT_SCHEMA
+from recsys_spark.inference.kernel import BindingPlan, KernelSettings, RulePlan, no_filter, score_frame
 from recsys_spark.inference.progress import Progress
 from recsys_spark.inference.requests import KIND, all_users, read_requests
-from recsys_spark.inference.scoring import BLOCK_ROWS, _reblock, user_histories
+from recsys_spark.inference.scoring import user_histories
 from recsys_spark.jobruns import job_run, new_job_id
 from recsys_spark.runmetrics import RunMetrics
 from recsys_spark.training import get_version, weighted_interactions
@@ -99,7 +99,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
         observed = Observation(f"counts-{run_id}")
         # Several tasks per core, whatever the joins' partitioning: the kernel is the costly part.
         tasks = spark.sparkContext.defaultParallelism * 4
-        scored = _score(spark, frame.repartition(tasks), model, settings, done).observe(
+        scored = score_frame(frame.repartition(tasks), model, settings, done).observe(
             observed, F.count(F.lit(1)).alias("lines"), F.count(F.col("ERROR")).alias("failed"))
         with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
             staging = out.write_staging(spark, _json_lines(scored), job.output, run_id)
@@ -153,10 +153,8 @@ def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requ
              bindings: list[str | None], model):
     """The filter compiled once per distinct binding (``bindings``: the requests' distinct BINDING values),
     and the requests with BINDING_ID and the per-row filter lists (F_INCLUDE, F_EXCLUDE, F_APPLIES)."""
-    empty = (F.lit(None).cast("array<string>"), F.lit(None).cast("array<string>"), F.lit(None).cast("array<int>"))
     if name is None:
-        return [], requests.select("*", F.lit(0).alias("BINDING_ID"), empty[0].alias("F_INCLUDE"),
-                                   empty[1].alias("F_EXCLUDE"), empty[2].alias("F_APPLIES"))
+        return [], requests.select("*", *no_filter())
     parsed = config.parsed_filter(name)
     recent = config.filter(name).recent_per_event_type
     query_items = requests.where(F.col("QUERY_ITEM").isNotNull()).select(F.col("QUERY_ITEM").alias("ITEM_ID"))
@@ -205,22 +203,6 @@ def _attach(frame: DataFrame, lists: list[DataFrame], key: str, prefix: str) -> 
             union = union.withColumn(c, F.lit(None).cast("array<string>" if c != "applies" else "array<int>"))
     union = union.select(key, "BINDING_ID", *[F.col(c).alias(prefix + c) for c in columns])
     return frame.join(union, [key, "BINDING_ID"], "left")
-
-
-def _score(spark, frame: DataFrame, model, settings: KernelSettings, done) -> DataFrame:
-    """The kernel over every partition of ``frame``; ``done`` (an accumulator) counts the lines scored."""
-    shared = spark.sparkContext.broadcast((model, settings))
-    columns = ["LINE_ID", "INPUT", "USER_ID", "QUERY_ITEM", "ITEM_LIST", "ERROR", "BINDING_ID", "F_INCLUDE",
-               "F_EXCLUDE", "F_APPLIES", "H_ITEMS", "H_WEIGHTS", "H_TIMES"] + (
-        ["FACTORS", "KNOWN"] if settings.has_factors else [])
-
-    def score(batches):
-        m, s = shared.value
-        for batch in _reblock(batches, BLOCK_ROWS):
-            yield score_batch(m, batch, s)
-            done.add(batch.num_rows)
-
-    return frame.select(*columns).mapInArrow(score, OUTPUT_SCHEMA)
 
 
 def _json_lines(scored: DataFrame) -> DataFrame:

@@ -17,11 +17,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from recsys_spark.inference.scoring import block_from_arrow
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
 from recsys_spark.inference.topk import top_k
-from recsys_spark.recipes.base import Model
+from recsys_spark.recipes.base import Model, UserBlock
 
 OUTPUT_SCHEMA = "LINE_ID bigint, INPUT string, ITEMS array<string>, SCORES array<float>, ERROR string, NOTE string"
+INPUT_COLUMNS = ["LINE_ID", "INPUT", "USER_ID", "QUERY_ITEM", "ITEM_LIST", "ERROR", "BINDING_ID", "F_INCLUDE",
+                 "F_EXCLUDE", "F_APPLIES", "H_ITEMS", "H_WEIGHTS", "H_TIMES"]
+
+BLOCK_ROWS = 256  # 256 users x 20,000 items of float32 (20 MB) stay in cache between product and selection
 UNKNOWN_USER = "user not known to the model: popular items"
 UNKNOWN_ITEM = "item not known to the model: popular items"
 
@@ -55,12 +61,75 @@ class KernelSettings:
     ranking: bool
 
 
+def no_filter() -> list:
+    """The filter columns of a job without a filter."""
+    return [F.lit(0).alias("BINDING_ID"), F.lit(None).cast("array<string>").alias("F_INCLUDE"),
+            F.lit(None).cast("array<string>").alias("F_EXCLUDE"), F.lit(None).cast("array<int>").alias("F_APPLIES")]
+
+
+def score_frame(frame: DataFrame, model: Model, settings: KernelSettings, done=None) -> DataFrame:
+    """The kernel over every partition of ``frame`` (INPUT_COLUMNS, + FACTORS and KNOWN when
+    ``settings.has_factors``) -> OUTPUT_SCHEMA; ``done`` (an accumulator, optional) counts scored lines."""
+    shared = frame.sparkSession.sparkContext.broadcast((model, settings))
+
+    def score(batches):
+        m, s = shared.value
+        for batch in reblock(batches, BLOCK_ROWS):
+            yield score_batch(m, batch, s)
+            if done is not None:
+                done.add(batch.num_rows)
+
+    columns = INPUT_COLUMNS + (["FACTORS", "KNOWN"] if settings.has_factors else [])
+    return frame.select(*columns).mapInArrow(score, OUTPUT_SCHEMA)
+
+
+def reblock(batches, rows: int):
+    """Arrow batches re-cut to at most ``rows`` rows each."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
+
+
+def _flat(column: pa.ListArray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, values) of a list column; null lists are empty."""
+    column = column.fill_null([]) if column.null_count else column
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    values = column.values.to_numpy(zero_copy_only=False).astype(dtype)
+    return offsets - offsets[0], values[offsets[0]:offsets[-1]]
+
+
+def block_from_arrow(batch: pa.RecordBatch, has_factors: bool) -> UserBlock:
+    indptr, items = _flat(batch.column("H_ITEMS"), np.int64)
+    _, weights = _flat(batch.column("H_WEIGHTS"), np.float32)
+    _, times = _flat(batch.column("H_TIMES"), np.int64)
+    block = UserBlock(indptr, items, weights, times)
+    if has_factors:
+        known = batch.column("KNOWN").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        f_offsets, f_values = _flat(batch.column("FACTORS"), np.float32)
+        dims = np.diff(f_offsets)
+        k = int(dims.max(initial=0))
+        factors = np.zeros((batch.num_rows, k), dtype=np.float32)
+        full = np.flatnonzero(dims == k) if k else np.array([], dtype=np.int64)
+        factors[full] = f_values[f_offsets[full][:, None] + np.arange(k)]
+        block.factors, block.known = factors, known & (dims == k) & (k > 0)
+    return block
+
+
 def _catalog_index(model: Model) -> pd.Index:
     index = getattr(model, "_catalog_index", None)
     if index is None:
         index = pd.Index(model.item_ids)
         model._catalog_index = index
     return index
+
+
+def _catalog_ids(model: Model) -> pa.Array:
+    """The catalog's item IDs as an Arrow array (taking from it avoids a Python string per result)."""
+    ids = getattr(model, "_catalog_ids", None)
+    if ids is None:
+        ids = pa.array(model.item_ids, pa.string())
+        model._catalog_ids = ids
+    return ids
 
 
 def _lists(column: pa.Array, model: Model) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +199,7 @@ def score_batch(model: Model, batch: pa.RecordBatch, s: KernelSettings) -> pa.Re
         items, values = _ranked_lists(model, batch.column("ITEM_LIST").to_pylist(), idx, vals, keep, fallback)
     else:
         offsets = pa.array(np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32))
-        items = pa.ListArray.from_arrays(offsets, pa.array(model.item_ids[idx[keep]], pa.string()))
+        items = pa.ListArray.from_arrays(offsets, _catalog_ids(model).take(pa.array(idx[keep])))
         values = pa.ListArray.from_arrays(offsets, pa.array(vals[keep], pa.float32()),
                                           mask=pa.array(fallback | ~valid))
     return pa.record_batch([batch.column("LINE_ID"), batch.column("INPUT"), items, values,
