@@ -90,13 +90,17 @@ def job_history(warehouse, limit: int = 50):
 
 
 def format_history(history) -> str:
-    """A job history DataFrame as a text table: job id, kind, name, status, start, seconds, counts."""
+    """A job history DataFrame as a text table: start, kind, name, status, seconds, counts (and the cost of
+    batch runs)."""
     rows = history.collect()
     if not rows:
         return "no jobs have run yet"
     lines = [f"{'started (UTC)':19}  {'kind':12} {'name':14} {'status':9} {'seconds':>8}  counts"]
     for r in rows:
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted((r.counts or {}).items()))
+        cost = json.loads(r.metrics or "{}").get("estimated_cost_usd")  # batch runs: what the run cost
+        if cost is not None:
+            counts += f"; cost ${cost:.4f}"
         lines.append(f"{r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:12} {(r.name or '-'):14} {r.status:9} "
                      f"{r.seconds:>8.1f}  {counts}" + (f"\n{'':21}error: {r.error}" if r.error else ""))
     return "\n".join(lines)

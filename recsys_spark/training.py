@@ -224,8 +224,10 @@ def format_versions(versions: list[SolutionVersion]) -> str:
     for v in sorted(versions, key=lambda v: v.version, reverse=True):
         m = v.metrics
         fmt = lambda key: f"{m[key]:.4f}" if key in m else "-"  # noqa: E731
-        lines.append(f"{v.solution:16} {v.version:24} {v.recipe:22} {v.manifest.get('counts', {}).get('interactions', 0):>12,} "
-                     f"{v.manifest.get('training_seconds', 0):>8.1f} {fmt('normalized_discounted_cumulative_gain_at_10'):>8} "
+        interactions = v.manifest.get("counts", {}).get("interactions", 0)
+        lines.append(f"{v.solution:16} {v.version:24} {v.recipe:22} {interactions:>12,} "
+                     f"{v.manifest.get('training_seconds', 0):>8.1f} "
+                     f"{fmt('normalized_discounted_cumulative_gain_at_10'):>8} "
                      f"{fmt('precision_at_10'):>7} {fmt('mean_reciprocal_rank_at_25'):>7} {fmt('coverage'):>8}")
     return "\n".join(lines)
 

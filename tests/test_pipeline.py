@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -39,12 +41,19 @@ def lines(folder: Path) -> list[dict]:
 def ran(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     path = synthetic_group(tmp)
-    return path, tmp, main(["pipeline", "run", "--config", str(path), "--samples", "2"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["pipeline", "run", "--config", str(path), "--samples", "2"])
+    return path, tmp, code, printed.getvalue()
 
 
 def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
-    path, tmp, code = ran
+    path, tmp, code, out = ran
     assert code == 0
+    assert "weekly-mail" in out and "vs managed service $" in out and "sample recommendations" in out
+    assert main(["jobs", "--config", str(path)]) == 0
+    history = capsys.readouterr().out
+    assert "batch" in history and "cost $" in history
     config = load_config(path)
     weekly = tmp / "out" / "synthetic-ecommerce" / "weekly-mail"
     related = tmp / "out" / "synthetic-ecommerce" / "related-items"
@@ -64,7 +73,7 @@ def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
 
 
 def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
-    path, tmp, _ = ran
+    path, tmp, _, _ = ran
     config = load_config(path)
     warehouse = Warehouse(spark, config)
     rows = warehouse.read("interactions").count()

@@ -68,71 +68,72 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
     started_at = datetime.now(timezone.utc)
     out.recover(spark, job.output)
     with job_run(warehouse, "batch", name, {"input": job.input, "output": job.output, "version": version.version,
-                                            "filter": job.filter}) as run, RunMetrics(spark, run_id) as metrics:
-        with metrics.phase("read"):
-            model = version.load_model(spark, user_factors=False)
-            interactions = weighted_interactions(warehouse, solution, None)
-            if job.input == ALL_USERS:
-                # Every known user: those with interactions (their histories in the same pass) and those
-                # only in the users dataset.
-                frame = all_users(_known_users(warehouse, user_histories(interactions, model)))
-                bindings, cached = [None], None
-            else:
-                requests = read_requests(spark, job.input, kind)
-                if job.filter:  # read twice: for the distinct bindings, then for scoring
-                    requests = requests.persist()
-                cached = requests if job.filter else None
-                bindings = ([r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING").distinct().collect()]
-                            if job.filter else [None])
-                users = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
-                frame = requests.join(user_histories(interactions, model, users), "USER_ID", "left")
-            plans, frame = _filters(spark, config, warehouse, job.filter, frame, bindings, model)
-            factors = version.user_factors(spark)
-            if factors is not None:
-                cutoff = int(version.manifest.get("newest_interaction", 2**62))
-                frame = (frame.join(factors, "USER_ID", "left")
-                         .withColumn("KNOWN", F.col("FACTORS").isNotNull()
-                                     & (F.coalesce(F.array_max("H_TIMES"), F.lit(0)) <= cutoff)))
-        settings = KernelSettings(job.num_results, solution.recipe_settings().exclude_seen, plans,
-                                  factors is not None, kind == "ranking")
-        done = spark.sparkContext.accumulator(0)
-        observed = Observation(f"counts-{run_id}")
-        # Several tasks per core, whatever the joins' partitioning: the kernel is the costly part.
-        tasks = spark.sparkContext.defaultParallelism * 4
-        scored = score_frame(frame.repartition(tasks), model, settings, done).observe(
-            observed, F.count(F.lit(1)).alias("lines"), F.count(F.col("ERROR")).alias("failed"))
-        with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
-            staging = out.write_staging(spark, _json_lines(scored), job.output, run_id)
-        counts = observed.get
-        lines, failed = int(counts["lines"]), int(counts["failed"])
-    wall = metrics.wall_seconds
-    served = lines - failed
-    facts = {
-        "run_id": run_id, "job": name, "solution": job.solution, "solution_version": version.version,
-        "recipe": version.recipe, "filter": job.filter, "input": job.input, "output": job.output,
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "ended_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(wall, 3), "phase_seconds": {k: round(v, 3) for k, v in metrics.phases.items()},
-        "users_in": lines, "users_served": served, "users_failed": failed, "items": model.n_items,
-        "num_results": job.num_results, "users_per_second": round(lines / max(wall, 1e-9), 1),
-        "executor_run_seconds": round(metrics.executor_seconds, 3),
-        "executor_cpu_seconds": round(metrics.cpu_seconds, 3), "tasks": metrics.tasks, "cores": metrics.cores,
-        "peak_execution_memory_bytes": metrics.peak_execution_memory,
-        **metrics.cost(config.cost.price_per_core_hour_usd),
-    }
-    facts["cost_per_1000_users_usd"] = round(facts["estimated_cost_usd"] / max(lines, 1) * 1000, 8)
-    facts["managed_service_per_1000_users_usd"] = config.cost.compare_per_1000_users_usd
-    facts["managed_service_cost_usd"] = round(lines / 1000 * config.cost.compare_per_1000_users_usd, 6)
-    started = time.perf_counter()
-    out.commit_output(spark, staging, job.output, run_id, facts)
-    facts["phase_seconds"]["commit"] = round(time.perf_counter() - started, 3)
-    if cached is not None:
-        cached.unpersist()
-    _record(warehouse, run, facts)
+                                            "filter": job.filter}) as run:
+        with RunMetrics(spark, run_id) as metrics:
+            with metrics.phase("read"):
+                model = version.load_model(spark, user_factors=False)
+                interactions = weighted_interactions(warehouse, solution, None)
+                if job.input == ALL_USERS:
+                    # Every known user: those with interactions (their histories in the same pass) and those
+                    # only in the users dataset.
+                    frame = all_users(_known_users(warehouse, user_histories(interactions, model)))
+                    bindings, cached = [None], None
+                else:
+                    requests = read_requests(spark, job.input, kind)
+                    if job.filter:  # read twice: for the distinct bindings, then for scoring
+                        requests = requests.persist()
+                    cached = requests if job.filter else None
+                    bindings = ([r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING").distinct().collect()]
+                                if job.filter else [None])
+                    users = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
+                    frame = requests.join(user_histories(interactions, model, users), "USER_ID", "left")
+                plans, frame = _filters(spark, config, warehouse, job.filter, frame, bindings, model)
+                factors = version.user_factors(spark)
+                if factors is not None:
+                    cutoff = int(version.manifest.get("newest_interaction", 2**62))
+                    frame = (frame.join(factors, "USER_ID", "left")
+                             .withColumn("KNOWN", F.col("FACTORS").isNotNull()
+                                         & (F.coalesce(F.array_max("H_TIMES"), F.lit(0)) <= cutoff)))
+            settings = KernelSettings(job.num_results, solution.recipe_settings().exclude_seen, plans,
+                                      factors is not None, kind == "ranking")
+            done = spark.sparkContext.accumulator(0)
+            observed = Observation(f"counts-{run_id}")
+            # Several tasks per core, whatever the joins' partitioning: the kernel is the costly part.
+            tasks = spark.sparkContext.defaultParallelism * 4
+            scored = score_frame(frame.repartition(tasks), model, settings, done).observe(
+                observed, F.count(F.lit(1)).alias("lines"), F.count(F.col("ERROR")).alias("failed"))
+            with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
+                staging = out.write_staging(spark, _json_lines(scored), job.output, run_id)
+            counts = observed.get
+            lines, failed = int(counts["lines"]), int(counts["failed"])
+        wall = metrics.wall_seconds
+        served = lines - failed
+        facts = {
+            "run_id": run_id, "job": name, "solution": job.solution, "solution_version": version.version,
+            "recipe": version.recipe, "filter": job.filter, "input": job.input, "output": job.output,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "ended_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(wall, 3), "phase_seconds": {k: round(v, 3) for k, v in metrics.phases.items()},
+            "users_in": lines, "users_served": served, "users_failed": failed, "items": model.n_items,
+            "num_results": job.num_results, "users_per_second": round(lines / max(wall, 1e-9), 1),
+            "executor_run_seconds": round(metrics.executor_seconds, 3),
+            "executor_cpu_seconds": round(metrics.cpu_seconds, 3), "tasks": metrics.tasks, "cores": metrics.cores,
+            "peak_execution_memory_bytes": metrics.peak_execution_memory,
+            **metrics.cost(config.cost.price_per_core_hour_usd),
+        }
+        facts["cost_per_1000_users_usd"] = round(facts["estimated_cost_usd"] / max(lines, 1) * 1000, 8)
+        facts["managed_service_per_1000_users_usd"] = config.cost.compare_per_1000_users_usd
+        facts["managed_service_cost_usd"] = round(lines / 1000 * config.cost.compare_per_1000_users_usd, 6)
+        started = time.perf_counter()
+        out.commit_output(spark, staging, job.output, run_id, facts)
+        facts["phase_seconds"]["commit"] = round(time.perf_counter() - started, 3)
+        if cached is not None:
+            cached.unpersist()
+        _record(run, facts)
     return BatchResult(name, job.output, facts)
 
 
-def _record(warehouse, run, facts: dict) -> None:
+def _record(run, facts: dict) -> None:
     run.counts.update({"lines": facts["users_in"], "served": facts["users_served"], "failed": facts["users_failed"]})
     run.metrics.update({k: facts[k] for k in ("solution_version", "wall_seconds", "executor_run_seconds",
                                               "estimated_cost_usd", "managed_service_cost_usd")})
@@ -176,7 +177,8 @@ def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requ
         if (lists := compiled.user_lists()) is not None:
             user_lists.append(lists.withColumn("BINDING_ID", F.lit(i)))
         if (lists := compiled.related_lists()) is not None:
-            related_lists.append(lists.withColumnRenamed("QUERY_ITEM_ID", "QUERY_ITEM").withColumn("BINDING_ID", F.lit(i)))
+            lists = lists.withColumnRenamed("QUERY_ITEM_ID", "QUERY_ITEM")
+            related_lists.append(lists.withColumn("BINDING_ID", F.lit(i)))
     index = spark.createDataFrame([(b, i) for i, b in enumerate(bindings)], "BINDING string, BINDING_ID int")
     frame = requests.join(F.broadcast(index), requests["BINDING"].eqNullSafe(index["BINDING"]), "left") \
         .drop(index["BINDING"])

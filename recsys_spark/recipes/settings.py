@@ -34,8 +34,8 @@ class RecipeSettings(BaseModel):
 
 
 class FactorSettings(RecipeSettings):
-    """Implicit-feedback ALS (defaults chosen on a MovieLens-100k validation split, scripts/tune_defaults.py) (Hu, Koren & Volinsky): confidence = 1 + ``alpha`` x (sum of the user's event
-    weights on the item).
+    """Implicit-feedback ALS (Hu, Koren & Volinsky): confidence = 1 + ``alpha`` x (sum of the user's event
+    weights on the item). Defaults chosen on a MovieLens-100k validation split (scripts/tune_defaults.py).
 
     ``factors`` (32), ``iterations`` (15), ``regularization`` (60, added to each normal equation as is,
     not scaled by history length), ``alpha`` (8.0), ``cg_steps`` (3: conjugate-gradient steps per solve, warm-started),
