@@ -145,8 +145,6 @@ class Model(ABC):
     ``popularity`` (distinct users per item) ranks items for users the model cannot personalise."""
 
     recipe: str
-    #: Whether the model answers related-items queries (``itemId``) with :meth:`score_items`.
-    related_items = False
     #: How many of a user's most recent interactions the model reads (see :meth:`UserBlock.recent`).
     history_limit = 500
 
@@ -164,9 +162,6 @@ class Model(ABC):
     def score_items(self, items: np.ndarray) -> np.ndarray:
         """(len(items), n_items) float32 scores of every item for each query item index."""
         raise NotImplementedError(f"{self.recipe} models do not answer related-items queries")
-
-    def popular_scores(self, rows: int) -> np.ndarray:
-        return np.broadcast_to(self.popularity, (rows, self.n_items)).copy()
 
     # Persistence: named tables (pandas) + a JSON-able dict, written as Parquet by the solution version.
     @abstractmethod

@@ -23,7 +23,6 @@ class EaseModel(Model):
     """Dense item-item weights B (items, items); scores = history @ B."""
 
     recipe = "ease"
-    related_items = True
 
     def __init__(self, item_ids, popularity, weights: np.ndarray):
         super().__init__(item_ids, popularity)

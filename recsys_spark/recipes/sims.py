@@ -24,7 +24,6 @@ class ItemSimilarityModel(Model):
     """A sparse (items, items) similarity matrix; scores = history @ similarity (SAR's shape)."""
 
     recipe = "sims"
-    related_items = True
 
     def __init__(self, item_ids, popularity, similarity, settings: SimsSettings, reference_time: int):
         super().__init__(item_ids, popularity)
