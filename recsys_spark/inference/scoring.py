@@ -16,18 +16,16 @@ factors) and ``KNOWN`` (whether to use them instead of solving from the history)
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys_spark.inference.kernel import KernelSettings, no_filter, score_frame
-from recsys_spark.recipes.base import Model, to_spark
+from recsys_spark.recipes.base import Model, id_index, to_spark
 
 
 def item_index(spark, model: Model) -> DataFrame:
     """ITEM_ID -> ITEM_IDX of the model's catalog, small enough to broadcast."""
-    return to_spark(spark, pd.DataFrame({"ITEM_ID": model.item_ids, "ITEM_IDX": np.arange(model.n_items, dtype=np.int32)}))
+    return id_index(spark, model.item_ids, "ITEM_ID", "ITEM_IDX")
 
 
 def user_histories(interactions: DataFrame, model: Model, users: DataFrame | None = None) -> DataFrame:

@@ -54,7 +54,7 @@ class TrainingSet:
                     .orderBy("ITEM_ID"))
         per_item = to_pandas(per_item)
         item_ids = per_item["ITEM_ID"].to_numpy(dtype=object)
-        index = to_spark(spark, pd.DataFrame({"ITEM_ID": item_ids, "ITEM_IDX": np.arange(len(item_ids), dtype=np.int32)}))
+        index = id_index(spark, item_ids, "ITEM_ID", "ITEM_IDX")
         indexed = interactions.join(F.broadcast(index), "ITEM_ID")
         newest = int(per_item["NEWEST"].max()) if len(per_item) else 0
         return cls(spark, indexed, item_ids, per_item["USERS"].to_numpy(dtype=np.float32), newest,
@@ -206,6 +206,15 @@ def unpack(blob: bytes) -> dict[str, np.ndarray]:
 def to_spark(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
     """A pandas frame (array cells as numpy arrays) as a Spark DataFrame, through Arrow."""
     return spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def id_index(spark: SparkSession, ids: np.ndarray, key: str, position: str) -> DataFrame:
+    """``ids`` (the dense index order) as a small DataFrame of ``key`` -> ``position`` (int, 0..n-1) to join on.
+
+    >>> id_index(spark, np.array(["a", "b"], dtype=object), "ITEM_ID", "ITEM_IDX")   # doctest: +SKIP
+    DataFrame[ITEM_ID: string, ITEM_IDX: int]
+    """
+    return to_spark(spark, pd.DataFrame({key: ids, position: np.arange(len(ids), dtype=np.int32)}))
 
 
 def to_pandas(frame: DataFrame) -> pd.DataFrame:

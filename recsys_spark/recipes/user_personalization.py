@@ -24,7 +24,7 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 
 from recsys_spark.recipes.als_solver import gram, solve_block
-from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock, pack, to_pandas, to_spark, unpack
+from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock, id_index, pack, to_pandas, unpack
 from recsys_spark.recipes.settings import FactorSettings
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ class UserPersonalization(Recipe):
     def fit(self, data: TrainingSet) -> FactorModel:
         s: FactorSettings = self.settings
         user_ids = np.sort(to_pandas(data.interactions.select("USER_ID").distinct())["USER_ID"].to_numpy(dtype=object))
-        index = to_spark(data.spark, pd.DataFrame({"USER_ID": user_ids,
-                                                   "USER_IDX": np.arange(len(user_ids), dtype=np.int32)}))
+        index = id_index(data.spark, user_ids, "USER_ID", "USER_IDX")
         # Raw events with dense indexes; each engine sums a (user, item)'s event weights itself.
         events = data.interactions.join(F.broadcast(index), "USER_ID").select(
             "USER_IDX", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT"))
