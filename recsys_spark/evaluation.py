@@ -20,7 +20,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_spark.inference.scoring import recommend_users, user_histories, with_stored_factors
+from recsys_spark.inference.scoring import history_entries, recommend_users, stored_factors
 from recsys_spark.recipes.base import Recipe, TrainingSet
 
 SERVICE_KS = (5, 10, 25)
@@ -95,8 +95,8 @@ def evaluate_service(recipe: Recipe, interactions: DataFrame, catalog_size: int,
     """The managed service's metrics for ``recipe`` on ``interactions`` (see the module docstring)."""
     training, inputs, truth, held = holdout_split(interactions, seed)
     model = recipe.fit(TrainingSet.build(training))
-    users = user_histories(inputs, model, users=held)
-    recs = recommend_users(model, users, max(SERVICE_KS), recipe.settings.exclude_seen).persist()
+    recs = recommend_users(model, history_entries(inputs, model), max(SERVICE_KS), recipe.settings.exclude_seen,
+                           users=held).persist()
     try:
         m = ranking_metrics(recs, truth_lists(truth), SERVICE_KS, users="truth")
         out = {"coverage": coverage(recs, catalog_size), "mean_reciprocal_rank_at_25": m["mrr"]}
@@ -115,8 +115,8 @@ def evaluate_benchmark(recipe: Recipe, interactions: DataFrame, k: int = 10, see
     training = training.persist()
     try:
         model = recipe.fit(TrainingSet.build(training))
-        users = with_stored_factors(user_histories(training, model), model)
-        recs = recommend_users(model, users, k, exclude_seen=True)
+        recs = recommend_users(model, history_entries(training, model), k, exclude_seen=True,
+                               factors=stored_factors(training.sparkSession, model))
         m = ranking_metrics(recs, truth_lists(test), (k,), users="both")
         return {"map": round(m["map"], 6), f"ndcg_at_{k}": round(m[f"ndcg_at_{k}"], 6),
                 f"precision_at_{k}": round(m[f"precision_at_{k}"], 6), f"recall_at_{k}": round(m[f"recall_at_{k}"], 6),

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from recipe_helpers import planted
 from recsys_spark.evaluation import evaluate_service, ranking_metrics
-from recsys_spark.inference.scoring import recommend_users, user_histories, with_stored_factors
+from recsys_spark.inference.scoring import history_entries, recommend_users, stored_factors
 from recsys_spark.inference.topk import top_k
 from recsys_spark.recipes import TrainingSet, UserBlock, recipe_for
 from recsys_spark.recipes.als_solver import gram, solve_block
@@ -43,8 +43,7 @@ def group_share(recs) -> float:
 @pytest.mark.parametrize("name", [n for n in RECIPES if n != "popularity-count"])
 def test_recommendations_follow_the_planted_groups_and_beat_popularity(spark, interactions, name):
     model = recipe_for(name, {**SMALL, **RECIPES[name]}).fit(TrainingSet.build(interactions))
-    users = with_stored_factors(user_histories(interactions, model), model)
-    recs = recommend_users(model, users, 5)
+    recs = recommend_users(model, history_entries(interactions, model), 5, factors=stored_factors(spark, model))
     assert recs.count() == 80
     assert group_share(recs) > 0.9
     seen = {(r.USER_ID, r.ITEM_ID) for r in interactions.select("USER_ID", "ITEM_ID").collect()}
@@ -72,7 +71,7 @@ def test_unknown_users_fold_in_and_users_without_history_get_popular_items(spark
     model = recipe.fit(TrainingSet.build(interactions.where(~F.col("USER_ID").isin("a0", "b1"))))
     newcomers = interactions.where(F.col("USER_ID").isin("a0", "b1"))
     users = spark.createDataFrame([("a0",), ("b1",), ("nobody",)], "USER_ID string")
-    recs = {r.USER_ID: r for r in recommend_users(model, user_histories(newcomers, model, users), 5).collect()}
+    recs = {r.USER_ID: r for r in recommend_users(model, history_entries(newcomers, model), 5, users=users).collect()}
     assert not recs["a0"].FALLBACK and not recs["b1"].FALLBACK
     assert sum(i.startswith("A") for i in recs["a0"].ITEMS) >= 4
     assert sum(i.startswith("B") for i in recs["b1"].ITEMS) >= 4
@@ -83,8 +82,8 @@ def test_unknown_users_fold_in_and_users_without_history_get_popular_items(spark
 def test_mllib_engine_learns_the_same_structure(spark, interactions):
     settings = {**SMALL, **RECIPES["user-personalization"], "engine": "mllib"}
     model = recipe_for("user-personalization", settings).fit(TrainingSet.build(interactions))
-    users = with_stored_factors(user_histories(interactions, model), model)
-    assert group_share(recommend_users(model, users, 5)) > 0.9
+    recs = recommend_users(model, history_entries(interactions, model), 5, factors=stored_factors(spark, model))
+    assert group_share(recs) > 0.9
 
 
 def test_trending_ranks_growth_and_puts_quiet_items_last():
@@ -112,12 +111,13 @@ def test_als_block_solver_matches_the_normal_equations():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 700), st.integers(1, 30), st.integers(0, 2**32 - 1))
-def test_top_k_equals_a_full_sort_with_ties_and_exclusions(rows, items, k, seed):
+@given(st.integers(1, 6), st.integers(1, 700), st.integers(1, 30), st.integers(2, 100), st.floats(0, 1),
+       st.integers(0, 2**32 - 1))
+def test_top_k_equals_a_full_sort_with_ties_and_exclusions(rows, items, k, width, excluded, seed):
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 12, size=(rows, items)).astype(np.float32)  # many ties
-    scores[rng.random(scores.shape) < 0.3] = -np.inf
-    idx, vals = top_k(scores, k)
+    scores[rng.random(scores.shape) < excluded] = -np.inf
+    idx, vals = top_k(scores, k, width)
     expected = np.lexsort((np.broadcast_to(np.arange(items), scores.shape), -scores), axis=1)[:, :min(k, items)]
     assert (idx == expected).all()
     assert (vals == np.take_along_axis(scores, expected, axis=1)).all()

@@ -12,7 +12,7 @@ from recsys_spark.config import load_config
 from recsys_spark.datasets.importer import run_imports
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import ConfigError, UserError
-from recsys_spark.inference.scoring import recommend_users, user_histories
+from recsys_spark.inference.scoring import history_entries, recommend_users
 from recsys_spark.training import evaluate_version, get_version, list_versions, train_solution
 
 SOLUTIONS = """
@@ -74,7 +74,7 @@ def test_a_loaded_version_scores_without_the_training_data(spark, trained, tmp_p
     model = SolutionVersion("similar", "x", str(copy), versions["similar"].manifest).load_model(spark)
     history = spark.createDataFrame([("new", "A1", 1, "view", 1.0), ("new", "A2", 2, "view", 1.0)],
                                     "USER_ID string, ITEM_ID string, TIMESTAMP long, EVENT_TYPE string, WEIGHT double")
-    [row] = recommend_users(model, user_histories(history, model), 5).collect()
+    [row] = recommend_users(model, history_entries(history, model), 5).collect()
     assert sum(item.startswith("A") for item in row.ITEMS) >= 4 and not {"A1", "A2"} & set(row.ITEMS)
 
 

@@ -30,7 +30,7 @@ from recsys_spark.inference import output as out
 from recsys_spark.inference.kernel import BindingPlan, KernelSettings, RulePlan, no_filter, score_frame
 from recsys_spark.inference.progress import Progress
 from recsys_spark.inference.requests import KIND, all_users, read_requests
-from recsys_spark.inference.scoring import user_histories
+from recsys_spark.inference.scoring import history_entries
 from recsys_spark.jobruns import job_run, new_job_id
 from recsys_spark.runmetrics import RunMetrics
 from recsys_spark.training import get_version, weighted_interactions
@@ -72,38 +72,35 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
         with RunMetrics(spark, run_id) as metrics:
             with metrics.phase("read"):
                 model = version.load_model(spark, user_factors=False)
-                interactions = weighted_interactions(warehouse, solution, None)
-                if job.input == ALL_USERS:
-                    # Every known user: those with interactions (their histories in the same pass) and those
-                    # only in the users dataset.
-                    frame = all_users(_known_users(warehouse, user_histories(interactions, model)))
-                    bindings, cached = [None], None
-                else:
-                    requests = read_requests(spark, job.input, kind)
-                    if job.filter:  # read twice: for the distinct bindings, then for scoring
-                        requests = requests.persist()
-                    cached = requests if job.filter else None
-                    bindings = ([r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING").distinct().collect()]
-                                if job.filter else [None])
-                    users = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
-                    frame = requests.join(user_histories(interactions, model, users), "USER_ID", "left")
-                plans, frame = _filters(spark, config, warehouse, job.filter, frame, bindings, model)
+                entries = history_entries(weighted_interactions(warehouse, solution, None), model)
                 factors = version.user_factors(spark)
-                if factors is not None:
-                    cutoff = int(version.manifest.get("newest_interaction", 2**62))
-                    frame = (frame.join(factors, "USER_ID", "left")
-                             .withColumn("KNOWN", F.col("FACTORS").isNotNull()
-                                         & (F.coalesce(F.array_max("H_TIMES"), F.lit(0)) <= cutoff)))
+                requests, users, plans, cached = None, None, [], None
+                if job.input == ALL_USERS and not job.filter:
+                    users = _users_dataset(warehouse)  # scored with everyone in the interactions
+                else:
+                    if job.input == ALL_USERS:
+                        requests, bindings = all_users(_known_users(warehouse, entries)), [None]
+                    else:
+                        requests = read_requests(spark, job.input, kind)
+                        if job.filter:  # read twice: for the distinct bindings, then for scoring
+                            requests = cached = requests.persist()
+                        bindings = ([r.BINDING for r in requests.where("ERROR IS NULL").select("BINDING")
+                                     .distinct().collect()] if job.filter else [None])
+                        # Only the requested users' histories and factors go through the shuffle.
+                        wanted = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
+                        entries = entries.join(wanted, "USER_ID", "left_semi")
+                        factors = None if factors is None else factors.join(wanted, "USER_ID", "left_semi")
+                    plans, requests = _filters(spark, config, warehouse, job.filter, requests, bindings, model)
+            fresh_after = int(version.manifest.get("newest_interaction", 2**62)) if factors is not None else None
             settings = KernelSettings(job.num_results, solution.recipe_settings().exclude_seen, plans,
-                                      factors is not None, kind == "ranking")
+                                      kind == "ranking", fresh_after)
             done = spark.sparkContext.accumulator(0)
             observed = Observation(f"counts-{run_id}")
-            # Several tasks per core, whatever the joins' partitioning: the kernel is the costly part.
-            tasks = spark.sparkContext.defaultParallelism * 4
-            scored = score_frame(frame.repartition(tasks), model, settings, done).observe(
-                observed, F.count(F.lit(1)).alias("lines"), F.count(F.col("ERROR")).alias("failed"))
+            scored = score_frame(model, settings, _partitions(spark, version), requests=requests, entries=entries,
+                                 factors=factors, users=users, lines=True, done=done).observe(
+                observed, F.count(F.lit(1)).alias("lines"), F.count_if(F.col("FAILED")).alias("failed"))
             with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
-                staging = out.write_staging(spark, _json_lines(scored), job.output, run_id)
+                staging = out.write_staging(spark, scored.select("value"), job.output, run_id)
             counts = observed.get
             lines, failed = int(counts["lines"]), int(counts["failed"])
         wall = metrics.wall_seconds
@@ -139,15 +136,26 @@ def _record(run, facts: dict) -> None:
                                               "estimated_cost_usd", "managed_service_cost_usd")})
 
 
-def _known_users(warehouse: Warehouse, histories: DataFrame) -> DataFrame:
-    """``histories`` (a row per user with interactions) plus, with empty histories, the users that are only
-    in the users dataset."""
+def _users_dataset(warehouse: Warehouse) -> DataFrame | None:
+    """USER_ID of the users dataset, when the group has one."""
     if warehouse.config.schema("users") is None or not warehouse.exists(warehouse.path("users")):
-        return histories
-    only = warehouse.read("users").select("USER_ID").distinct().join(histories.select("USER_ID"), "USER_ID",
-                                                                        "left_anti")
-    empty = [F.lit(None).cast(histories.schema[c].dataType).alias(c) for c in histories.columns if c != "USER_ID"]
-    return histories.unionByName(only.select("USER_ID", *empty))
+        return None
+    return warehouse.read("users").select("USER_ID")
+
+
+def _known_users(warehouse: Warehouse, entries: DataFrame) -> DataFrame:
+    """Every known user once (USER_ID): those with interactions and those only in the users dataset."""
+    users = entries.select("USER_ID")
+    if (listed := _users_dataset(warehouse)) is not None:
+        users = users.unionByName(listed)
+    return users.distinct()
+
+
+def _partitions(spark, version) -> int:
+    """Scoring tasks: several per core (the kernel is the costly part), and enough that one task's
+    partition (held in memory while grouped by user) stays near 2 million history rows."""
+    rows = int(version.manifest.get("counts", {}).get("interactions", 0))
+    return max(spark.sparkContext.defaultParallelism * 4, -(-rows // 2_000_000))
 
 
 def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame,
@@ -205,14 +213,3 @@ def _attach(frame: DataFrame, lists: list[DataFrame], key: str, prefix: str) -> 
             union = union.withColumn(c, F.lit(None).cast("array<string>" if c != "applies" else "array<int>"))
     union = union.select(key, "BINDING_ID", *[F.col(c).alias(prefix + c) for c in columns])
     return frame.join(union, [key, "BINDING_ID"], "left")
-
-
-def _json_lines(scored: DataFrame) -> DataFrame:
-    """The service's output line: {"input": ..., "output": {"recommendedItems", "scores"}, "error"} (+ "note")."""
-    body = F.to_json(F.struct(F.struct(F.col("ITEMS").alias("recommendedItems"), F.col("SCORES").alias("scores"))
-                              .alias("output"), F.col("ERROR").alias("error"), F.col("NOTE").alias("note")),
-                     {"ignoreNullFields": "false"})
-    # body is {"output":...,"error":...,"note":...}; the input goes first, as the raw JSON of the line.
-    line = F.concat(F.lit('{"input":'), F.col("INPUT"), F.lit(","), F.expr("substring(BODY, 2)"))
-    no_note = F.regexp_replace(line, r',"note":null}$', "}")
-    return scored.select(body.alias("BODY"), "INPUT").select(no_note.alias("value"))
