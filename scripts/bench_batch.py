@@ -6,9 +6,10 @@ Synthetic rank-64 factors for ``--users`` x ``--items`` (default 100,000 x 20,00
 user (a Delta interactions table), top 25. Timed, in one run on this machine:
 
 * recsys_spark: `run_batch` on `all_users` with seen-item exclusion, end to end: reading the tables and
-  the model, grouping histories, scoring, writing the service's JSON lines, committing. Twice: the first
-  run in the new Spark application pays the JVM's code generation and warm-up and starts the Python
-  workers (what one scheduled job sees), the second does not (what each further job in a pipeline sees).
+  the model, grouping histories, scoring, writing the service's JSON lines, committing. Three times: the
+  first run in the new Spark application pays the JVM's code generation and warm-up and starts the Python
+  workers (what one scheduled job sees); the best of the next two is what further jobs in the same
+  application (a pipeline's batch steps) see.
 * MLlib: `ALSModel.recommendForAllUsers(25)` on the same factors, written as JSON (it excludes nothing).
 * implicit (when installed): `recommend(all users, N=25, filter_already_liked_items=True)` in batches.
 * matrix products: the float32 user-block x item-factor products alone, the floor for any exact method.
@@ -35,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 RANK, TOP = 64, 25
 COLD = "recsys_spark batch job, 1st run (end to end)"
-WARM = "recsys_spark batch job, 2nd run (end to end)"
+WARM = "recsys_spark batch job, best of runs 2-3 (end to end)"
 
 
 class MemorySampler(threading.Thread):
@@ -133,10 +134,10 @@ batch_jobs:
 
     sampler = MemorySampler()
     sampler.start()
-    for run in (COLD, WARM):  # the first run pays the JVM's and Python workers' warm-up, the second does not
+    for run in (COLD, WARM, WARM):  # the first run pays the JVM's and Python workers' warm-up, later ones not
         started = time.perf_counter()
         result = run_batch(spark, config, "everyone")
-        results[run] = time.perf_counter() - started
+        results[run] = min(results.get(run, np.inf), time.perf_counter() - started)
         print(result.summary(), flush=True)
     peak = sampler.stop()
     print(f"peak RSS of Spark's JVM + Python workers during the jobs: {peak / 2**30:.2f} GiB", flush=True)
@@ -160,6 +161,7 @@ batch_jobs:
     try:
         from implicit.cpu.als import AlternatingLeastSquares
         from scipy import sparse
+        from threadpoolctl import threadpool_limits
 
         seen = sparse.csr_matrix((np.ones(len(seen_user), np.float32), (seen_user, seen_item)),
                                  shape=(args.users, args.items))
@@ -167,9 +169,10 @@ batch_jobs:
         als.user_factors, als.item_factors = users, items
         started = time.perf_counter()
         every = np.arange(args.users)
-        for start in range(0, args.users, 10_000):
-            batch = every[start:start + 10_000]
-            als.recommend(batch, seen[batch], N=TOP, filter_already_liked_items=True)
+        with threadpool_limits(1, "blas"):  # as implicit asks: its own threads, one BLAS thread each
+            for start in range(0, args.users, 10_000):
+                batch = every[start:start + 10_000]
+                als.recommend(batch, seen[batch], N=TOP, filter_already_liked_items=True)
         results["implicit recommend (scoring only)"] = time.perf_counter() - started
     except ImportError:
         print("implicit is not installed: `pip install implicit` to compare with it", flush=True)
@@ -179,7 +182,7 @@ batch_jobs:
         users[start:start + 1024] @ items.T
     results["float32 matrix products alone"] = time.perf_counter() - started
 
-    print(f"\n{'method':52} {'seconds':>8} {'users/s':>10} {'vs ours, 1st run':>17} {'vs ours, 2nd run':>17}")
+    print(f"\n{'method':52} {'seconds':>8} {'users/s':>10} {'vs ours, 1st run':>17} {'vs ours, later':>17}")
     for name, seconds in results.items():
         print(f"{name:52} {seconds:8.1f} {args.users / seconds:10,.0f} {seconds / results[COLD]:16.2f}x "
               f"{seconds / results[WARM]:16.2f}x")

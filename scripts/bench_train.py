@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from implicit.cpu.als import AlternatingLeastSquares
         from scipy import sparse
+        from threadpoolctl import threadpool_limits
 
         s = recipe.settings
         matrix = sparse.csr_matrix((np.full(len(train[0]), s.alpha, np.float32), (train[0], train[1])),
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         model = AlternatingLeastSquares(factors=args.factors, iterations=args.iterations,
                                         regularization=s.regularization, alpha=1.0, random_state=0)
         started = time.perf_counter()
-        model.fit(matrix, show_progress=False)
+        with threadpool_limits(1, "blas"):  # as implicit asks: its own threads, one BLAS thread each
+            model.fit(matrix, show_progress=False)
         seconds = time.perf_counter() - started
         results["implicit (CPU, same settings)"] = (seconds, ndcg_at_10(model.user_factors, model.item_factors,
                                                                         train, test, sample))

@@ -152,10 +152,11 @@ def _known_users(warehouse: Warehouse, entries: DataFrame) -> DataFrame:
 
 
 def _partitions(spark, version) -> int:
-    """Scoring tasks: several per core (the kernel is the costly part), and enough that one task's
-    partition (held in memory while grouped by user) stays near 2 million history rows."""
+    """Scoring tasks: two per core (the kernel is the costly part; more tasks only add per-task cost), and
+    enough that one task's partition (held in memory while grouped by user) stays near 2 million history
+    rows."""
     rows = int(version.manifest.get("counts", {}).get("interactions", 0))
-    return max(spark.sparkContext.defaultParallelism * 4, -(-rows // 2_000_000))
+    return max(spark.sparkContext.defaultParallelism * 2, -(-rows // 2_000_000))
 
 
 def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame,
