@@ -38,6 +38,8 @@ batch_jobs:
   - {name: related, solution: similar, input: DATA_/related.jsonl, output: OUT_/related, num_results: 4,
      filter: same-genre}
   - {name: ranking, solution: rank, input: DATA_/ranking.jsonl, output: OUT_/ranking}
+  - {name: plain, solution: for-you, input: all_users, output: OUT_/plain, num_results: 5}
+  - {name: listed, solution: for-you, input: DATA_/users.jsonl, output: OUT_/listed, num_results: 5}
 """
 LINES = [
     '{"userId": "a0", "filterValues": {"MAX_PRICE": "30"}}',
@@ -70,6 +72,8 @@ def group(spark, tmp_path_factory):
     (data / "related.jsonl").write_text('{"itemId": "A3"}\n{"itemId": "B5"}\n{"itemId": "nope"}\n{"userId": "a0"}\n')
     (data / "ranking.jsonl").write_text('{"userId": "a0", "itemList": ["B1", "A13", "ghost", "A12"]}\n'
                                         '{"userId": "nobody", "itemList": ["A1", "B2"]}\n')
+    users = sorted(planted()["USER_ID"].unique())
+    (data / "users.jsonl").write_text("".join(json.dumps({"userId": u}) + "\n" for u in reversed(users)))
     path = tmp / "pipeline.yaml"
     path.write_text(SCHEMAS.format(root=tmp / "warehouse") + PIPELINE.replace("SMALL_", SMALL).replace("OUT_", str(out)).replace("DATA_", str(data)))
     config = load_config(path)
@@ -112,6 +116,21 @@ def test_all_users_in_the_services_format_without_seen_or_bought_items(spark, gr
         own_group += sum(i[0].lower() == user[0] for i in items)
     assert own_group / (80 * 5) > 0.85
     assert (tmp / "out" / "everyone" / "_SUCCESS").exists()
+
+
+def test_all_users_without_a_filter_match_the_same_users_asked_line_by_line(spark, group):
+    # all_users without a filter scores every user found in the interactions (no request rows); a file of
+    # the same users takes the request path: both must give each user the same recommendations.
+    config, tmp = group
+    run_batch(spark, config, "plain")
+    run_batch(spark, config, "listed")
+    plain = {line["input"]["userId"]: line["output"] for line in output_lines(tmp / "out" / "plain")}
+    listed = {line["input"]["userId"]: line["output"] for line in output_lines(tmp / "out" / "listed")}
+    assert len(plain) == len(output_lines(tmp / "out" / "plain")) == 80
+    assert plain.keys() == listed.keys()
+    for user, out in plain.items():
+        assert out["recommendedItems"] == listed[user]["recommendedItems"] and len(out["recommendedItems"]) == 5
+        assert out["scores"] == pytest.approx(listed[user]["scores"])
 
 
 def test_every_input_line_gets_one_output_line_with_errors_inline(spark, group):

@@ -149,7 +149,8 @@ def score_partition(model: Model, table: pa.Table, s: KernelSettings, every_user
     names = encoded.dictionary
     n_users = len(names)
     # Histories as CSR over the partition's users, entries of unknown items dropped.
-    e = np.flatnonzero(kind == ENTRY)
+    has_user = codes >= 0
+    e = np.flatnonzero((kind == ENTRY) & has_user)
     items = _column(table, "ITEM_IDX", e, np.int64)
     ok = (items >= 0) & (items < model.n_items)
     e, items = e[ok], items[ok]
@@ -158,7 +159,7 @@ def score_partition(model: Model, table: pa.Table, s: KernelSettings, every_user
     indptr = np.concatenate([[0], np.cumsum(np.bincount(codes[e], minlength=n_users))])
     weights, times = _column(table, "WEIGHT", e, np.float32), _column(table, "TIMESTAMP", e, np.int64)
     stored = known = None
-    f = np.flatnonzero(kind == FACTORS)
+    f = np.flatnonzero((kind == FACTORS) & has_user)
     if len(f):
         values = table.column("FACTORS").take(pa.array(f)).combine_chunks()
         lengths = np.diff(values.offsets.to_numpy())
@@ -176,7 +177,7 @@ def score_partition(model: Model, table: pa.Table, s: KernelSettings, every_user
             known &= newest <= s.fresh_after
     if every_user:
         present = np.zeros(n_users, dtype=bool)
-        present[codes[(kind == ENTRY) | (kind == USER)]] = True
+        present[codes[((kind == ENTRY) | (kind == USER)) & has_user]] = True
         rows = np.flatnonzero(present)
         requests = None
     else:
