@@ -113,7 +113,7 @@ class Blocks:
 
 def _fit_blocked(data: TrainingSet, s: FactorSettings):
     spark = data.spark
-    # One task per core (each Spark job costs ~0.1 s per wave of tasks here), blocks of at most ~2 million
+    # One task per core (a Spark job costs 0.1-0.2 s per wave of tasks here), blocks of at most ~2 million
     # events (tens of MB in a Python worker).
     parts = max(spark.sparkContext.defaultParallelism, -(-data.rows // 2_000_000))
     user_ids, by_user, by_item = _blocks(data, parts, s.alpha)
