@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from datasets_helpers import SCHEMAS
@@ -15,6 +16,7 @@ from recsys_spark.datasets.importer import run_imports
 from recsys_spark.errors import UserError
 from recsys_spark.inference import batch as batch_module
 from recsys_spark.inference.batch import run_batch
+from recsys_spark.inference.kernel import json_lines
 from recsys_spark.training import train_solution
 
 SMALL = "min_interactions: 500, min_users_with_two: 20"
@@ -256,3 +258,19 @@ def test_s3_input_and_output(spark, group, s3_client, tmp_path):
     assert "out/s3-job/_SUCCESS" in keys and "out/s3-job/_metrics.json" in keys
     body = b"".join(s3_client.get_object(Bucket="batch", Key=k)["Body"].read() for k in keys if "/part-" in k)
     assert len(body.decode().splitlines()) == 2
+
+
+def test_json_lines_escape_ids_and_keep_null_scores():
+    out = pa.record_batch({
+        "INPUT": ['{"userId": "a"}', '{"userId": "b"}', '"not json"'],
+        "ITEMS": pa.array([['say "hi"', "back\\slash"], ["x"], []], pa.list_(pa.string())),
+        "SCORES": pa.array([[0.5, 1e-7], None, None], pa.list_(pa.float32())),
+        "ERROR": [None, None, "not valid JSON"], "NOTE": [None, "user not known", None]})
+    lines = json_lines(out)
+    parsed = [json.loads(v) for v in lines.column("value").to_pylist()]
+    assert parsed[0] == {"input": {"userId": "a"}, "error": None,
+                         "output": {"recommendedItems": ['say "hi"', "back\\slash"], "scores": [0.5, 1e-7]}}
+    assert parsed[1]["output"] == {"recommendedItems": ["x"], "scores": None} and parsed[1]["note"] == "user not known"
+    assert parsed[2] == {"input": "not json", "output": {"recommendedItems": [], "scores": None},
+                         "error": "not valid JSON"}
+    assert lines.column("FAILED").to_pylist() == [False, False, True]

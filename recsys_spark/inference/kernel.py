@@ -204,7 +204,7 @@ def _take(indptr: np.ndarray, rows: np.ndarray, items, weights, times) -> UserBl
     return UserBlock(block_ptr, items[at], weights[at], times[at])
 
 
-def _user_requests(user_ids: pa.Array) -> pa.Table:
+def _user_requests(user_ids: pa.Array) -> pa.RecordBatch:
     """``{"userId": ...}`` request rows for ``user_ids`` (every-user scoring)."""
     n = len(user_ids)
     inputs = pc.binary_join_element_wise('{"userId":', json_strings(user_ids), "}", "")
