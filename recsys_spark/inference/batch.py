@@ -27,7 +27,8 @@ from recsys_spark.errors import UserError
 from recsys_spark.filters.binding import bind
 from recsys_spark.filters.compiler import compile_filter
 from recsys_spark.inference import output as out
-from recsys_spark.inference.kernel import BindingPlan, KernelSettings, RulePlan, no_filter, score_frame
+from recsys_spark.inference.kernel import (BindingPlan, KernelSettings, RulePlan, no_filter, score_frame,
+                                           scoring_partitions)
 from recsys_spark.inference.progress import Progress
 from recsys_spark.inference.requests import KIND, all_users, read_requests
 from recsys_spark.inference.scoring import history_entries
@@ -96,8 +97,9 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
                                       kind == "ranking", fresh_after)
             done = spark.sparkContext.accumulator(0)
             observed = Observation(f"counts-{run_id}")
-            scored = score_frame(model, settings, _partitions(spark, version), requests=requests, entries=entries,
-                                 factors=factors, users=users, lines=True, done=done).observe(
+            partitions = scoring_partitions(spark, int(version.manifest.get("counts", {}).get("interactions", 0)))
+            scored = score_frame(model, settings, partitions, requests=requests, entries=entries, factors=factors,
+                                 users=users, lines=True, done=done).observe(
                 observed, F.count(F.lit(1)).alias("lines"), F.count_if(F.col("FAILED")).alias("failed"))
             with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
                 staging = out.write_staging(spark, scored.select("value"), job.output, run_id)
@@ -149,14 +151,6 @@ def _known_users(warehouse: Warehouse, entries: DataFrame) -> DataFrame:
     if (listed := _users_dataset(warehouse)) is not None:
         users = users.unionByName(listed)
     return users.distinct()
-
-
-def _partitions(spark, version) -> int:
-    """Scoring tasks: two per core (the kernel is the costly part; more tasks only add per-task cost), and
-    enough that one task's partition (held in memory while grouped by user) stays near 2 million history
-    rows."""
-    rows = int(version.manifest.get("counts", {}).get("interactions", 0))
-    return max(spark.sparkContext.defaultParallelism * 2, -(-rows // 2_000_000))
 
 
 def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame,

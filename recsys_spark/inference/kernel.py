@@ -78,6 +78,13 @@ class KernelSettings:
     fresh_after: int | None = None
 
 
+def scoring_partitions(spark, history_rows: int) -> int:
+    """Scoring tasks: two per core (the kernel is the costly part; more tasks only add per-task cost), and
+    enough that one task's partition, held in memory while grouped by user, stays near 2 million history
+    rows."""
+    return max(spark.sparkContext.defaultParallelism * 2, -(-history_rows // 2_000_000))
+
+
 def no_filter() -> list:
     """The filter columns of a job without a filter."""
     return [F.lit(0).alias("BINDING_ID"), F.lit(None).cast("array<string>").alias("F_INCLUDE"),

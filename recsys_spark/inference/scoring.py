@@ -15,7 +15,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys_spark.inference.kernel import KernelSettings, no_filter, score_frame
+from recsys_spark.inference.kernel import KernelSettings, no_filter, score_frame, scoring_partitions
 from recsys_spark.recipes.base import Model, id_index, to_spark
 
 
@@ -38,7 +38,7 @@ def stored_factors(spark, model: Model) -> DataFrame | None:
 
 
 def recommend_users(model: Model, entries: DataFrame, k: int, exclude_seen: bool = True,
-                    users: DataFrame | None = None, factors: DataFrame | None = None) -> DataFrame:
+                    users: DataFrame | None = None, factors: DataFrame | None = None, rows: int = 0) -> DataFrame:
     """Top ``k`` items per user: USER_ID, ITEMS (item IDs, best first), SCORES, FALLBACK (true when the user
     had no history and no stored factors, so popular items were given). ``entries``: history rows
     (:func:`history_entries`); ``users`` (USER_ID): score exactly these users (default: every user in
@@ -50,6 +50,6 @@ def recommend_users(model: Model, entries: DataFrame, k: int, exclude_seen: bool
             F.lit(0).cast("bigint").alias("LINE_ID"), F.col("USER_ID").alias("INPUT"), "USER_ID",
             F.lit(None).cast("string").alias("QUERY_ITEM"), F.lit(None).cast("array<string>").alias("ITEM_LIST"),
             F.lit(None).cast("string").alias("ERROR"), *no_filter())
-    scored = score_frame(model, KernelSettings(k, exclude_seen), spark.sparkContext.defaultParallelism * 4,
+    scored = score_frame(model, KernelSettings(k, exclude_seen), scoring_partitions(spark, rows),
                          requests=requests, entries=entries, factors=factors)
     return scored.select("USER_ID", "ITEMS", "SCORES", F.col("NOTE").isNotNull().alias("FALLBACK"))
