@@ -156,7 +156,11 @@ def _blocks(data: TrainingSet, parts: int, alpha: float):
     events = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT"))
     users = (events.repartition(parts, "USER_ID").mapInArrow(by_user, "BLOCK binary")
              .rdd.map(lambda r: bytes(r.BLOCK)).cache())
-    named = sorted(users.map(lambda blob: (int(unpack(blob)["part"]), _unpack_strings(unpack(blob)))).collect())
+    def names(blob: bytes) -> tuple[int, np.ndarray]:
+        b = unpack(blob)
+        return int(b["part"]), _unpack_strings(b)
+
+    named = sorted(users.map(names).collect())
     user_ids = np.concatenate([ids for _, ids in named]) if named else np.array([], dtype=object)
     # Partition p's users are numbered from offsets[p] on, in their sorted order.
     offsets = np.zeros(parts, dtype=np.int64)
