@@ -79,6 +79,24 @@ def test_unknown_users_fold_in_and_users_without_history_get_popular_items(spark
     assert recs["nobody"].FALLBACK and list(recs["nobody"].ITEMS) == list(popular)
 
 
+def test_local_and_blocked_engines_give_the_same_model(spark, interactions, caplog):
+    data = TrainingSet.build(interactions)
+    fit = lambda **extra: recipe_for(  # noqa: E731
+        "user-personalization", {**SMALL, **RECIPES["user-personalization"], **extra}).fit(data)
+    with caplog.at_level("INFO", logger="recsys_spark.recipes.user_personalization"):
+        local = fit()  # auto: far fewer interactions than local_max_interactions
+        blocked = fit(local_max_interactions=data.rows - 1)
+    assert [m for m in caplog.messages if "engine" in m] == [
+        f"user-personalization: {engine} engine, {data.rows} interactions" for engine in ("local", "blocked")]
+    # The blocked engine numbers users per Spark partition, the local one globally: same users, same factors
+    # up to rounding (float32 CG turns a different summation order into ~1e-3 here; factors are ~1).
+    assert sorted(local.users["USER_ID"]) == sorted(blocked.users["USER_ID"])
+    mine = dict(zip(local.users["USER_ID"], local.users["FACTORS"]))
+    assert all(np.allclose(mine[u], f, atol=5e-3) for u, f in zip(blocked.users["USER_ID"], blocked.users["FACTORS"]))
+    assert np.allclose(local.item_factors, blocked.item_factors, atol=5e-3)
+    assert np.abs(local.item_factors).max() > 0.5  # trained, not the tiny initial values
+
+
 def test_mllib_engine_learns_the_same_structure(spark, interactions):
     settings = {**SMALL, **RECIPES["user-personalization"], "engine": "mllib"}
     model = recipe_for("user-personalization", settings).fit(TrainingSet.build(interactions))

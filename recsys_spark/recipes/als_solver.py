@@ -10,9 +10,15 @@ normal-equation build of a direct solve. Shapes: ``indptr`` (rows + 1), ``cols``
 per observation, grouped by row), ``x0`` (rows, k), ``other`` (columns, k), ``gram`` (k, k) = YtY + reg I.
 
 >>> x = solve_block(indptr, cols, conf, x0, item_factors, gram(item_factors, 0.1), steps=3)  # doctest: +SKIP
+
+:func:`solve_in_threads` runs the same solve on slices of the rows in a thread pool (the driver-local
+engine): numpy and scipy release the GIL in their loops, and chunks are large enough that the Python
+between them stays a small share.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,7 +29,10 @@ def gram(factors: np.ndarray, regularization: float) -> np.ndarray:
     return (f.T @ f + regularization * np.eye(f.shape[1])).astype(np.float32)
 
 
-CHUNK_OBSERVATIONS = 4096  # rows solved together: their gathered factors (4096 x 64 float32 = 1 MB) stay in L2
+# Rows solved together. Their gathered factors (16,384 x 64 float32 = 4 MB) stay in cache, and the ~20
+# numpy / scipy calls per CG step cost little next to the arithmetic: with 4,096 the calls' Python overhead
+# (the GIL) kept two threads from running much faster than one (measured 6.2 s vs 4.2 s for 2 threads).
+CHUNK_OBSERVATIONS = 16384
 
 
 def solve_block(indptr: np.ndarray, cols: np.ndarray, conf: np.ndarray, x0: np.ndarray, other: np.ndarray,
@@ -32,7 +41,7 @@ def solve_block(indptr: np.ndarray, cols: np.ndarray, conf: np.ndarray, x0: np.n
 
     The rows are solved in consecutive chunks of about :data:`CHUNK_OBSERVATIONS` observations: every row's
     system is independent, and a chunk's temporaries stay in cache (3-5x faster than one pass over the
-    whole block, measured on 100,000 x 20,000 with rank 64)."""
+    whole block, measured on 100,000 x 20,000 with rank 64). ``x0`` is not modified."""
     x = x0.astype(np.float32, copy=True)
     lengths = np.diff(indptr)
     x[lengths == 0] = 0.0
@@ -55,7 +64,8 @@ def _conjugate_gradient(x: np.ndarray, lengths: np.ndarray, cols: np.ndarray, co
     from scipy import sparse
 
     n = len(cols)
-    gathered = y[cols]                                   # (observations, k)
+    gathered = np.take(y, cols, axis=0)                  # (observations, k); take is ~2x faster than y[cols]
+    owner = np.repeat(np.arange(len(lengths)), lengths)  # each observation's row in the chunk
     # Row sums of per-observation weights times gathered factors: one CSR product, its values reused.
     per_row = sparse.csr_matrix((conf.copy(), np.arange(n), np.concatenate([[0], np.cumsum(lengths)])),
                                 shape=(len(lengths), n))
@@ -64,7 +74,7 @@ def _conjugate_gradient(x: np.ndarray, lengths: np.ndarray, cols: np.ndarray, co
 
     def times_a(p: np.ndarray) -> np.ndarray:
         # (c_ui - 1) (y_i . p_u) for every observation, then summed back onto its row times y_i.
-        np.multiply(np.einsum("nk,nk->n", gathered, np.repeat(p, lengths, axis=0)), excess, out=per_row.data)
+        np.multiply(np.einsum("nk,nk->n", gathered, np.take(p, owner, axis=0)), excess, out=per_row.data)
         return p @ gram_reg + per_row @ gathered
     r = b - times_a(x)
     p = r.copy()
@@ -80,3 +90,27 @@ def _conjugate_gradient(x: np.ndarray, lengths: np.ndarray, cols: np.ndarray, co
         p = r + beta[:, None] * p
         rs = rs_new
     return x
+
+
+def solve_in_threads(indptr: np.ndarray, cols: np.ndarray, conf: np.ndarray, x0: np.ndarray, other: np.ndarray,
+                     gram_reg: np.ndarray, steps: int, threads: int) -> np.ndarray:
+    """:func:`solve_block` over all rows with ``threads`` threads, each on slices of about equal
+    observations (four per thread, so an uneven slice does not leave a thread idle). Same result.
+
+    >>> x = solve_in_threads(indptr, cols, conf, x0, item_factors, gram_reg, steps=3, threads=4)  # doctest: +SKIP
+    """
+    from threadpoolctl import threadpool_limits
+
+    pieces = max(1, threads * 4)
+    bounds = np.unique(np.searchsorted(indptr, np.linspace(0, indptr[-1], pieces + 1)[1:-1]))
+    bounds = np.concatenate([[0], bounds[(bounds > 0) & (bounds < len(x0))], [len(x0)]])
+    out = np.empty_like(x0, dtype=np.float32)
+
+    def solve(lo: int, hi: int) -> None:
+        a, b = indptr[lo], indptr[hi]
+        out[lo:hi] = solve_block(indptr[lo:hi + 1] - a, cols[a:b], conf[a:b], x0[lo:hi], other, gram_reg, steps)
+
+    # One BLAS thread per solving thread: BLAS's own threads would only compete with them.
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(solve, bounds[:-1], bounds[1:]))
+    return out

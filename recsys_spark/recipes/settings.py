@@ -39,10 +39,12 @@ class FactorSettings(RecipeSettings):
 
     ``factors`` (32), ``iterations`` (15), ``regularization`` (60, added to each normal equation as is,
     not scaled by history length), ``alpha`` (8.0), ``cg_steps`` (3: conjugate-gradient steps per solve, warm-started),
-    ``engine``: ``blocked`` (default; this package's solver, one Spark task per block of users or items
-    with the other side's factors broadcast) or ``mllib`` (Spark MLlib's ALS, for factor matrices larger
-    than the driver's memory), ``fold_in_max_history`` (500): most recent interactions used to solve a
-    new or changed user's factors at scoring time.
+    ``engine``: ``auto`` (default: ``local`` up to ``local_max_interactions`` training interactions,
+    ``blocked`` above), ``local`` (this package's solver on the driver, one thread per driver core: no
+    Spark job per half-iteration), ``blocked`` (the same solver in Spark tasks, one per block of users or
+    items, the other side's factors broadcast) or ``mllib`` (Spark MLlib's ALS, for factor matrices larger
+    than the driver's memory); ``local_max_interactions`` (5,000,000); ``fold_in_max_history`` (500): most
+    recent interactions used to solve a new or changed user's factors at scoring time.
     """
 
     factors: Annotated[int, Field(ge=1, le=1024)] = 32
@@ -50,7 +52,8 @@ class FactorSettings(RecipeSettings):
     regularization: Annotated[float, Field(ge=0)] = 60.0
     alpha: Annotated[float, Field(ge=0)] = 8.0
     cg_steps: Annotated[int, Field(ge=1, le=50)] = 3
-    engine: Literal["blocked", "mllib"] = "blocked"
+    engine: Literal["auto", "local", "blocked", "mllib"] = "auto"
+    local_max_interactions: Annotated[int, Field(ge=0)] = 5_000_000
     fold_in_max_history: Annotated[int, Field(ge=1)] = 500
 
 

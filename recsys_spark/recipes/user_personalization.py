@@ -1,14 +1,22 @@
 """``user-personalization``: implicit-feedback ALS trained on Spark, scored as user x item factor products.
 
-Two engines (setting ``engine``):
+Engines (setting ``engine``; ``auto``, the default, picks ``local`` up to ``local_max_interactions``
+training interactions and ``blocked`` above):
 
-* ``blocked`` (default): the interactions are cut once into CSR blocks of users and of items, cached in
-  Spark; each half-iteration broadcasts the other side's factors and solves every block in its own task
-  with a few warm-started conjugate-gradient steps (:mod:`.als_solver`). Cost per iteration is
-  O(interactions x factors); both factor matrices pass through the driver, which bounds the model at
-  (users + items) x factors x 4 bytes (256 MB for a million users at 64 factors).
+* ``local``: the interactions are collected to the driver as CSR matrices of users and of items (16 bytes
+  per interaction per side) and every half-iteration solves all rows there, one thread per driver core.
+  Below a few million interactions a Spark job per half-iteration (~0.3 s of scheduling, broadcast and
+  collect here) costs more than the arithmetic it spreads.
+* ``blocked``: the same solver in Spark tasks. The interactions are cut once into CSR blocks of users and
+  of items, cached in Spark; each half-iteration broadcasts the other side's factors and solves every block
+  in its own task with a few warm-started conjugate-gradient steps (:mod:`.als_solver`). Cost per
+  iteration is O(interactions x factors); both factor matrices pass through the driver, which bounds the
+  model at (users + items) x factors x 4 bytes (256 MB for a million users at 64 factors).
 * ``mllib``: Spark MLlib's ALS (block counts from the cluster's cores, a checkpoint folder so long runs
   do not overflow the stack); slower, but the factors never leave the executors while training.
+
+``local`` and ``blocked`` start from the same random factors (drawn in sorted user-ID order) and solve the
+same equations, so they give the same model up to float rounding.
 
 Users whose interactions are newer than the model, or who are not in it, are folded in at scoring time:
 their factors are solved from the item factors and their history, exactly as in training.
@@ -17,6 +25,7 @@ their factors are solved from the item factors and their history, exactly as in 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +35,7 @@ import pyarrow.compute as pc
 from pyspark import TaskContext
 from pyspark.sql import functions as F
 
-from recsys_spark.recipes.als_solver import gram, solve_block
+from recsys_spark.recipes.als_solver import gram, solve_block, solve_in_threads
 from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock, id_index, pack, to_pandas, unpack
 from recsys_spark.recipes.settings import FactorSettings
 
@@ -95,7 +104,11 @@ class UserPersonalization(Recipe):
 
     def fit(self, data: TrainingSet) -> FactorModel:
         s: FactorSettings = self.settings
-        fit = _fit_mllib if s.engine == "mllib" else _fit_blocked
+        engine = s.engine
+        if engine == "auto":
+            engine = "local" if data.rows <= s.local_max_interactions else "blocked"
+        log.info("user-personalization: %s engine, %d interactions", engine, data.rows)
+        fit = {"local": _fit_local, "blocked": _fit_blocked, "mllib": _fit_mllib}[engine]
         user_ids, user_factors, item_factors = fit(data, s)
         users = pd.DataFrame({"USER_ID": user_ids, "FACTORS": list(user_factors)})
         return FactorModel(data.item_ids, data.popularity, item_factors, s, users)
@@ -111,16 +124,60 @@ class Blocks:
     offsets: np.ndarray
 
 
+def _initial_factors(user_ids: np.ndarray, n_items: int, s: FactorSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Small random (users, k) and (items, k) factors; users' rows drawn in sorted-ID order, so every engine
+    starts each user from the same vector whatever order it numbers them in."""
+    rng = np.random.default_rng(s.seed)
+    drawn = rng.random((len(user_ids), s.factors), dtype=np.float32) * 0.01
+    items = rng.random((n_items, s.factors), dtype=np.float32) * 0.01
+    users = np.empty_like(drawn)
+    users[pc.sort_indices(pa.array(user_ids, pa.string())).to_numpy()] = drawn
+    return users, items
+
+
+def _fit_local(data: TrainingSet, s: FactorSettings):
+    from scipy import sparse
+
+    table = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT")).toArrow()
+    names, rows = _sorted_codes(table.column("USER_ID").combine_chunks())
+    user_ids = names.to_numpy(zero_copy_only=False).astype(object)
+    n_users, n_items = len(user_ids), len(data.item_ids)
+    _, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), table.column("WEIGHT").to_numpy())
+    by_user = sparse.csr_matrix((1.0 + s.alpha * summed, cols, indptr), shape=(n_users, n_items))
+    by_item = by_user.tocsc()  # the same entries grouped by item, users ascending within each
+    threads = _driver_cores(data.spark)
+    users, items = _initial_factors(user_ids, n_items, s)
+    for iteration in range(s.iterations):
+        users = solve_in_threads(by_user.indptr, by_user.indices, by_user.data, users, items,
+                                 gram(items, s.regularization), s.cg_steps, threads)
+        items = solve_in_threads(by_item.indptr, by_item.indices, by_item.data, items, users,
+                                 gram(users, s.regularization), s.cg_steps, threads)
+        log.debug("ALS iteration %d of %d done", iteration + 1, s.iterations)
+    return user_ids, users, items
+
+
+def _driver_cores(spark) -> int:
+    """Threads for the local engine: ``spark.driver.cores`` when set, else the cores this process may use."""
+    configured = spark.sparkContext.getConf().get("spark.driver.cores")
+    return int(configured) if configured else len(os.sched_getaffinity(0))
+
+
+def _sorted_codes(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(distinct values sorted, each value's position among them): the dense numbering of string IDs."""
+    encoded = values.dictionary_encode()
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return encoded.dictionary.take(pa.array(order)), rank[encoded.indices.to_numpy()]
+
+
 def _fit_blocked(data: TrainingSet, s: FactorSettings):
     spark = data.spark
     # One task per core (a Spark job costs 0.1-0.2 s per wave of tasks here), blocks of at most ~2 million
     # events (tens of MB in a Python worker).
     parts = max(spark.sparkContext.defaultParallelism, -(-data.rows // 2_000_000))
     user_ids, by_user, by_item = _blocks(data, parts, s.alpha)
-    n_users, n_items = len(user_ids), len(data.item_ids)
-    rng = np.random.default_rng(s.seed)
-    users = (rng.random((n_users, s.factors), dtype=np.float32) * 0.01)
-    items = (rng.random((n_items, s.factors), dtype=np.float32) * 0.01)
+    users, items = _initial_factors(user_ids, len(data.item_ids), s)
     try:
         for iteration in range(s.iterations):
             users = _half_step(spark, by_user, users, items, s)
@@ -141,14 +198,9 @@ def _blocks(data: TrainingSet, parts: int, alpha: float):
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
-        encoded = table.column("USER_ID").combine_chunks().dictionary_encode()
-        order = pc.sort_indices(encoded.dictionary).to_numpy()  # sorted: the numbering is reproducible
-        local = np.empty(len(order), dtype=np.int64)
-        local[order] = np.arange(len(order))
-        rows = local[encoded.indices.to_numpy()]
+        names, rows = _sorted_codes(table.column("USER_ID").combine_chunks())  # sorted: reproducible numbering
         weights = table.column("WEIGHT").to_numpy().astype(np.float32)
         keys, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), weights)
-        names = encoded.dictionary.take(pa.array(order))
         yield pa.record_batch([pa.array([pack(part=np.int64(TaskContext.get().partitionId()), keys=keys,
                                               indptr=indptr, cols=cols, conf=1.0 + alpha * summed,
                                               **_pack_strings(names))], pa.binary())], names=["BLOCK"])
@@ -187,15 +239,13 @@ def _blocks(data: TrainingSet, parts: int, alpha: float):
 
 def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray):
     """(keys, indptr, cols, values) of the non-empty rows, (row, col) duplicates summed, columns ascending."""
-    rows, cols = rows.astype(np.int64), cols.astype(np.int32)
-    order = np.lexsort((cols, rows))
-    rows, cols, values = rows[order], cols[order], values.astype(np.float32)[order]
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-    starts = np.flatnonzero(first)
-    rows, cols, values = rows[starts], cols[starts], np.add.reduceat(values, starts)
-    keys, row_starts = np.unique(rows, return_index=True)
-    return keys, np.append(row_starts, len(rows)).astype(np.int64), cols, values
+    from scipy import sparse
+
+    shape = (int(rows.max(initial=-1)) + 1, int(cols.max(initial=-1)) + 1)
+    m = sparse.csr_matrix((values.astype(np.float32), (rows, cols)), shape=shape)
+    m.sum_duplicates()  # also sorts each row's columns (scipy's C++: ~10x faster than a lexsort here)
+    keys = np.flatnonzero(np.diff(m.indptr))
+    return keys, np.append(m.indptr[keys], m.nnz).astype(np.int64), m.indices, m.data
 
 
 def _pack_strings(values: pa.StringArray) -> dict[str, np.ndarray]:
