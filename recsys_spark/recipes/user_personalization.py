@@ -159,7 +159,9 @@ def _fit_local(data: TrainingSet, s: FactorSettings):
 def _driver_cores(spark) -> int:
     """Threads for the local engine: ``spark.driver.cores`` when set, else the cores this process may use."""
     configured = spark.sparkContext.getConf().get("spark.driver.cores")
-    return int(configured) if configured else len(os.sched_getaffinity(0))
+    if configured:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
 
 
 def _sorted_codes(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
