@@ -3,8 +3,9 @@
 Engines (setting ``engine``; ``auto``, the default, picks ``local`` up to ``local_max_interactions``
 training interactions and ``blocked`` above):
 
-* ``local``: the interactions are collected to the driver as CSR matrices of users and of items (16 bytes
-  per interaction per side) and every half-iteration solves all rows there, one thread per driver core.
+* ``local``: the interactions are collected to the driver as CSR matrices of users and of items (8 bytes
+  per interaction per side; under 100 at the peak of building them) and every half-iteration solves all
+  rows there, one thread per driver core.
   Below a few million interactions a Spark job per half-iteration (~0.3 s of scheduling, broadcast and
   collect here) costs more than the arithmetic it spreads.
 * ``blocked``: the same solver in Spark tasks. The interactions are cut once into CSR blocks of users and
@@ -136,17 +137,10 @@ def _initial_factors(user_ids: np.ndarray, n_items: int, s: FactorSettings) -> t
 
 
 def _fit_local(data: TrainingSet, s: FactorSettings):
-    from scipy import sparse
-
-    table = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT")).toArrow()
-    names, rows = _sorted_codes(table.column("USER_ID").combine_chunks())
-    user_ids = names.to_numpy(zero_copy_only=False).astype(object)
-    n_users, n_items = len(user_ids), len(data.item_ids)
-    _, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), table.column("WEIGHT").to_numpy())
-    by_user = sparse.csr_matrix((1.0 + s.alpha * summed, cols, indptr), shape=(n_users, n_items))
+    user_ids, by_user = _confidence_matrix(data, s.alpha)
     by_item = by_user.tocsc()  # the same entries grouped by item, users ascending within each
     threads = _driver_cores(data.spark)
-    users, items = _initial_factors(user_ids, n_items, s)
+    users, items = _initial_factors(user_ids, len(data.item_ids), s)
     for iteration in range(s.iterations):
         users = solve_in_threads(by_user.indptr, by_user.indices, by_user.data, users, items,
                                  gram(items, s.regularization), s.cg_steps, threads)
@@ -154,6 +148,17 @@ def _fit_local(data: TrainingSet, s: FactorSettings):
                                  gram(users, s.regularization), s.cg_steps, threads)
         log.debug("ALS iteration %d of %d done", iteration + 1, s.iterations)
     return user_ids, users, items
+
+
+def _confidence_matrix(data: TrainingSet, alpha: float):
+    """(user IDs sorted, (users, items) scipy CSR of 1 + alpha x summed weight), built on the driver."""
+    from scipy import sparse
+
+    table = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT")).toArrow()
+    names, rows = _sorted_codes(table.column("USER_ID").combine_chunks())
+    _, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), table.column("WEIGHT").to_numpy())
+    matrix = sparse.csr_matrix((1.0 + alpha * summed, cols, indptr), shape=(len(names), len(data.item_ids)))
+    return names.to_numpy(zero_copy_only=False).astype(object), matrix
 
 
 def _driver_cores(spark) -> int:
