@@ -7,6 +7,9 @@ Writes into ``--out``:
   interactions.csv  USER_ID, ITEM_ID, TIMESTAMP (epoch seconds), EVENT_TYPE (view/cart/purchase), EVENT_VALUE
                     (the order value for purchases, empty otherwise)
   batch-users.jsonl, related-items.jsonl   batch inference inputs in the service's JSON-lines format
+  landing/          what arrives after the import, as the service's PutUsers / PutEvents JSON lines for
+                    ``ingest``: users/ (a few new users) and events/ (the day after ``--end``: events of
+                    about 2% of the users and of the new ones, with event IDs)
 
 What makes it realistic: power-law item popularity; lognormal per-user activity (many light users, a few
 heavy ones); each user prefers one to three categories; a view -> cart -> purchase funnel with increasing
@@ -185,13 +188,41 @@ def write_batch_inputs(out: Path, args, catalog: Catalog, rng: np.random.Generat
             f.write(json.dumps({"itemId": catalog.ids[i]}) + "\n")
 
 
+def write_landing(out: Path, args, catalog: Catalog, rng: np.random.Generator) -> int:
+    """The landing folder's files (see the module docstring); returns the number of events written."""
+    new_users = [f"new-u{i}" for i in range(max(1, args.users // 1000))]
+    returning = rng.choice(args.users, size=max(1, args.users // 50), replace=False)
+    who = [f"u{u}" for u in sorted(returning)] + new_users
+    (out / "landing" / "users").mkdir(parents=True, exist_ok=True)
+    (out / "landing" / "events").mkdir(parents=True, exist_ok=True)
+    with (out / "landing" / "users" / "users-0001.jsonl").open("w") as f:
+        for user in new_users:
+            profile = {"ageGroup": str(rng.choice(AGE_GROUPS[0], p=AGE_GROUPS[1])),
+                       "membership": str(rng.choice(MEMBERSHIPS[0], p=MEMBERSHIPS[1]))}
+            f.write(json.dumps({"userId": user, "properties": json.dumps(profile)}) + "\n")
+    n = 0
+    with (out / "landing" / "events" / "events-0001.jsonl").open("w") as f:
+        for user in who:
+            session = f"s-{user}-{args.end}"
+            for item in catalog.sample_global(int(rng.integers(1, 6)), rng):
+                sent = args.end + int(rng.integers(60, DAY))
+                bought = rng.random() < 0.1
+                event = {"eventId": f"e-{args.seed}-{n}", "userId": user, "sessionId": session, "sentAt": sent,
+                         "itemId": str(catalog.ids[item]), "eventType": "purchase" if bought else "view"}
+                if bought:
+                    event["eventValue"] = float(catalog.price[item])
+                f.write(json.dumps(event) + "\n")
+                n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     start = args.end - args.days * DAY
     root = np.random.SeedSequence(args.seed)
-    catalog_seq, batch_seq, users_seq = root.spawn(3)
+    catalog_seq, batch_seq, users_seq, landing_seq = root.spawn(4)  # the first three as with spawn(3)
     catalog = Catalog(args.items, start, args.end, args.popularity_exponent, np.random.default_rng(catalog_seq))
     catalog.frame.to_csv(args.out / "items.csv", index=False)
     n_events = 0
@@ -207,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(chunks) > 1:
             print(f"  users {first + n:,}/{args.users:,}, interactions {n_events:,}", file=sys.stderr, flush=True)
     write_batch_inputs(args.out, args, catalog, np.random.default_rng(batch_seq))
-    print(f"wrote {args.users:,} users, {args.items:,} items, {n_events:,} interactions to {args.out} "
-          f"in {time.perf_counter() - started:.1f} s")
+    fresh = write_landing(args.out, args, catalog, np.random.default_rng(landing_seq))
+    print(f"wrote {args.users:,} users, {args.items:,} items, {n_events:,} interactions (+ {fresh:,} events "
+          f"in landing/) to {args.out} in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -65,6 +65,15 @@ def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
     assert len(out) == warehouse.read("users").count()  # all_users: every known user, one line each
     for line in out:
         assert not any((line["input"]["userId"], i) in purchases for i in line["output"]["recommendedItems"])
+    # The landing folder's new users and next-day events were ingested after the imports.
+    landing = tmp / "data" / "synthetic" / "landing"
+    fresh = [json.loads(x) for x in (landing / "events" / "events-0001.jsonl").read_text().splitlines()]
+    imported = len((tmp / "data" / "synthetic" / "interactions.csv").read_text().splitlines()) - 1
+    assert warehouse.read("interactions").count() == imported + len(fresh)
+    new_users = {json.loads(x)["userId"] for x in (landing / "users" / "users-0001.jsonl").read_text().splitlines()}
+    assert new_users <= {r.USER_ID for r in warehouse.read("users").select("USER_ID").collect()}
+    printed = ran[3]
+    assert "ingest interactions: " in printed and "no new files" not in printed
     kinds = [(r.kind, r.name, r.status) for r in job_history(warehouse, 50).collect()]
     for expected in [("import", "users"), ("import", "items"), ("import", "interactions"), ("ingest", None),
                      ("train", "for-you"), ("train", "also-viewed"), ("train", "popular"),
@@ -79,8 +88,8 @@ def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
     rows = warehouse.read("interactions").count()
     weekly = tmp / "out" / "synthetic-ecommerce" / "weekly-mail"
     before = json.loads((weekly / "_metrics.json").read_text())["run_id"]
-    assert main(["pipeline", "run", "--config", str(path), "--steps", "import,train,batch"]) == 0
-    assert warehouse.read("interactions").count() == rows
+    assert main(["pipeline", "run", "--config", str(path), "--steps", "import,ingest,train,batch"]) == 0
+    assert warehouse.read("interactions").count() == rows  # the landing files are not taken twice
     from recsys_spark.training import list_versions
 
     assert len(list_versions(spark, config, "for-you")) == 2

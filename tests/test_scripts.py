@@ -33,7 +33,8 @@ def synthetic(tmp_path_factory) -> Path:
 def test_synthetic_is_seeded_and_independent_of_output_folder(synthetic, tmp_path):
     script("generate_synthetic.py", "--out", str(tmp_path), "--users", "600", "--items", "300",
            "--chunk-users", "250")
-    for name in ("users.csv", "items.csv", "interactions.csv", "batch-users.jsonl", "related-items.jsonl"):
+    for name in ("users.csv", "items.csv", "interactions.csv", "batch-users.jsonl", "related-items.jsonl",
+                 "landing/users/users-0001.jsonl", "landing/events/events-0001.jsonl"):
         assert (tmp_path / name).read_bytes() == (synthetic / name).read_bytes(), name
     script("generate_synthetic.py", "--out", str(tmp_path / "other"), "--users", "600", "--items", "300",
            "--chunk-users", "250", "--seed", "7")
