@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mean-views", type=float, default=25.0, help="mean item views per user (default 25)")
     p.add_argument("--days", type=int, default=180, help="length of the interaction history (default 180)")
     p.add_argument("--end", type=int, default=1_790_000_000,
-                   help="epoch seconds of the last possible interaction (default 1790000000, Sept 2026)")
+                   help="epoch seconds of the last possible interaction in interactions.csv (default 1790000000, "
+                        "Sept 2026; the landing events follow it)")
     p.add_argument("--popularity-exponent", type=float, default=1.0, help="Zipf exponent of item popularity")
     p.add_argument("--chunk-users", type=int, default=50_000, help="users generated per chunk (memory bound)")
     p.add_argument("--batch-users", type=int, default=1_000, help="lines in batch-users.jsonl")
