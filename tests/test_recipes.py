@@ -97,6 +97,22 @@ def test_local_and_blocked_engines_give_the_same_model(spark, interactions, capl
     assert np.abs(local.item_factors).max() > 0.5  # trained, not the tiny initial values
 
 
+def test_auto_keeps_the_local_engine_within_a_cluster_mode_drivers_memory_overhead():
+    from recsys_spark.recipes.settings import FactorSettings
+    from recsys_spark.recipes.user_personalization import choose_engine
+
+    s, cluster = FactorSettings(), {"spark.submit.deployMode": "cluster"}
+    assert choose_engine(s, 2_000_000, {}) == "local"  # client mode: the driver is not in a container
+    assert choose_engine(s, 6_000_000, {}) == "blocked"  # over local_max_interactions
+    # Default overhead max(384 MiB, 10% of 1 GiB): 384 MiB, half of it ~2M interactions at 100 bytes each.
+    assert choose_engine(s, 1_000_000, cluster) == "local"
+    assert choose_engine(s, 3_000_000, cluster) == "blocked"
+    assert choose_engine(s, 3_000_000, {**cluster, "spark.driver.memoryOverhead": "2g"}) == "local"
+    assert choose_engine(s, 3_000_000, {**cluster, "spark.driver.memoryOverhead": "512"}) == "blocked"  # MiB
+    assert choose_engine(s, 3_000_000, {**cluster, "spark.driver.memory": "16g"}) == "local"  # 1.6 GiB
+    assert choose_engine(FactorSettings(engine="local"), 3_000_000, cluster) == "local"  # asked for
+
+
 def test_mllib_engine_learns_the_same_structure(spark, interactions):
     settings = {**SMALL, **RECIPES["user-personalization"], "engine": "mllib"}
     model = recipe_for("user-personalization", settings).fit(TrainingSet.build(interactions))

@@ -40,7 +40,8 @@ class FactorSettings(RecipeSettings):
     ``factors`` (32), ``iterations`` (15), ``regularization`` (60, added to each normal equation as is,
     not scaled by history length), ``alpha`` (8.0), ``cg_steps`` (3: conjugate-gradient steps per solve, warm-started),
     ``engine``: ``auto`` (default: ``local`` up to ``local_max_interactions`` training interactions,
-    ``blocked`` above), ``local`` (this package's solver on the driver, one thread per driver core: no
+    ``blocked`` above; in cluster deploy mode also ``blocked`` when the local engine would not fit in half
+    of ``spark.driver.memoryOverhead``), ``local`` (this package's solver on the driver, one thread per driver core: no
     Spark job per half-iteration), ``blocked`` (the same solver in Spark tasks, one per block of users or
     items, the other side's factors broadcast) or ``mllib`` (Spark MLlib's ALS, for factor matrices larger
     than the driver's memory); ``local_max_interactions`` (5,000,000); ``fold_in_max_history`` (500): most

@@ -1,7 +1,7 @@
 """``user-personalization``: implicit-feedback ALS trained on Spark, scored as user x item factor products.
 
 Engines (setting ``engine``; ``auto``, the default, picks ``local`` up to ``local_max_interactions``
-training interactions and ``blocked`` above):
+training interactions and ``blocked`` above, see :func:`choose_engine`):
 
 * ``local``: the interactions are collected to the driver as CSR matrices of users and of items (8 bytes
   per interaction per side; under 100 at the peak of building them) and every half-iteration solves all
@@ -105,14 +105,44 @@ class UserPersonalization(Recipe):
 
     def fit(self, data: TrainingSet) -> FactorModel:
         s: FactorSettings = self.settings
-        engine = s.engine
-        if engine == "auto":
-            engine = "local" if data.rows <= s.local_max_interactions else "blocked"
+        engine = choose_engine(s, data.rows, dict(data.spark.sparkContext.getConf().getAll()))
         log.info("user-personalization: %s engine, %d interactions", engine, data.rows)
         fit = {"local": _fit_local, "blocked": _fit_blocked, "mllib": _fit_mllib}[engine]
         user_ids, user_factors, item_factors = fit(data, s)
         users = pd.DataFrame({"USER_ID": user_ids, "FACTORS": list(user_factors)})
         return FactorModel(data.item_ids, data.popularity, item_factors, s, users)
+
+
+LOCAL_BYTES_PER_INTERACTION = 100  # the local engine's peak driver memory per interaction (measured ~65)
+
+
+def choose_engine(s: FactorSettings, rows: int, conf: dict[str, str]) -> str:
+    """The engine to train ``rows`` interactions with: ``s.engine`` unless it is ``auto``, which means
+    ``local`` up to ``s.local_max_interactions``, else ``blocked``. In cluster deploy mode (YARN,
+    Kubernetes) the driver's Python memory must fit in its container's non-heap share
+    (``spark.driver.memoryOverhead``), so there ``local`` also needs its peak under half of that.
+
+    >>> choose_engine(FactorSettings(), 3_000_000, {"spark.submit.deployMode": "cluster"})
+    'blocked'
+    """
+    if s.engine != "auto":
+        return s.engine
+    if rows > s.local_max_interactions:
+        return "blocked"
+    if conf.get("spark.submit.deployMode") == "cluster":
+        overhead = conf.get("spark.driver.memoryOverhead")
+        budget = (_mebibytes(overhead) if overhead else max(384, float(conf.get(
+            "spark.driver.memoryOverheadFactor", 0.1)) * _mebibytes(conf.get("spark.driver.memory", "1g")))) * 2**20
+        if rows * LOCAL_BYTES_PER_INTERACTION > budget / 2:
+            return "blocked"
+    return "local"
+
+
+def _mebibytes(size: str) -> float:
+    """A Spark memory setting ("512", "512m", "4g", "1t"; no unit = MiB) in MiB."""
+    size = size.strip().lower().removesuffix("b")
+    scale = {"k": 2**-10, "m": 1, "g": 2**10, "t": 2**20}
+    return float(size[:-1]) * scale[size[-1]] if size[-1:] in scale else float(size)
 
 
 @dataclass
