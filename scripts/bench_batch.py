@@ -14,10 +14,19 @@ user (a Delta interactions table), top 25. Timed, in one run on this machine:
 * implicit (when installed): `recommend(all users, N=25, filter_already_liked_items=True)` in batches.
 * matrix products: the float32 user-block x item-factor products alone, the floor for any exact method.
 
+Two more rows say where this project's time goes (``--no-split`` leaves them out):
+
+* the Python kernel alone, one core, in memory: what each scoring task runs on its rows (grouping by
+  user, product, exclusions, top-k, JSON lines), over the same users in tasks of 25,000, against
+  implicit's ``recommend`` on one thread (product, exclusions, top-k). Per core, on the same work.
+* Spark alone: the same batch job with the kernel swapped for one that returns nothing (the tables read,
+  the shuffle by user, the rows moved into the Python workers; no lines written): the cost of doing it
+  in Spark, which implicit (data already in memory, nothing written) does not pay.
+
 Prints users per second, each ratio to this project's time, and the peak resident memory of the Spark
 executors' Python workers and JVM (sampled from /proc).
 
-  python scripts/bench_batch.py [--users 100000 --items 20000] [--runs 3] [--skip-mllib]
+  python scripts/bench_batch.py [--users 100000 --items 20000] [--runs 3] [--skip-mllib] [--no-split]
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 RANK, TOP = 64, 25
 COLD = "recsys_spark batch job, 1st run (end to end)"
 WARM = "recsys_spark batch job, best of runs 2-3 (end to end)"
+SPARK_ALONE = "Spark alone: the same job, kernel returns nothing"
+KERNEL_ALONE = "recsys_spark Python kernel alone, 1 core, in memory"
+IMPLICIT_ONE = "implicit recommend, 1 thread, in memory"
 
 
 class MemorySampler(threading.Thread):
@@ -66,6 +78,74 @@ class MemorySampler(threading.Thread):
         return self.peak
 
 
+def spark_alone(spark, config) -> float:
+    """Seconds of the batch job with a kernel that returns nothing (the real one is put back after)."""
+    from recsys_spark.inference import kernel
+    from recsys_spark.inference.batch import run_batch
+
+    real = kernel.score_partition
+    kernel.score_partition = lambda *args: iter(())  # pickled by value into the tasks' closure
+    try:
+        started = time.perf_counter()
+        run_batch(spark, config, "everyone")
+        return time.perf_counter() - started
+    finally:
+        kernel.score_partition = real
+
+
+def kernel_alone(model, users, seen_user, seen_item, user_ids, item_ids, task_users: int = 25_000) -> float:
+    """Seconds of the scoring tasks' Python kernel (kernel.score_partition + json_lines) on one core, in
+    memory, over every user in tasks of ``task_users`` (their rows built as the shuffle delivers them)."""
+    import pyarrow as pa
+    from threadpoolctl import threadpool_limits
+
+    from recsys_spark.inference.kernel import ENTRY, FACTORS, KernelSettings, json_lines, score_partition
+
+    settings = KernelSettings(TOP, exclude_seen=True, fresh_after=1_700_000_000)
+    catalog = np.argsort(np.argsort(item_ids))  # generated item i -> its index in the (sorted) catalog
+    rank = users.shape[1]
+    seconds = 0.0
+    with threadpool_limits(1, "blas"):
+        for start in range(0, len(users), task_users):
+            stop = min(start + task_users, len(users))
+            mine = (seen_user >= start) & (seen_user < stop)
+            n_entries, n_users = int(mine.sum()), stop - start
+            factors = pa.ListArray.from_arrays(
+                np.concatenate([np.zeros(n_entries, np.int32), np.arange(n_users + 1, dtype=np.int32) * rank]),
+                users[start:stop].ravel())
+            table = pa.table({
+                "KIND": np.concatenate([np.full(n_entries, ENTRY), np.full(n_users, FACTORS)]).astype(np.int32),
+                "USER_ID": pa.array(np.concatenate([user_ids[seen_user[mine]], user_ids[start:stop]]), pa.string()),
+                "ITEM_IDX": np.concatenate([catalog[seen_item[mine]], np.zeros(n_users, np.int64)]).astype(np.int32),
+                "WEIGHT": np.ones(n_entries + n_users, np.float32),
+                "TIMESTAMP": np.full(n_entries + n_users, 1_700_000_000, np.int64),
+                "FACTORS": factors})
+            started = time.perf_counter()
+            for out in score_partition(model, table, settings, True):
+                json_lines(out)
+            seconds += time.perf_counter() - started
+    return seconds
+
+
+def implicit_one_thread(users, items, seen_user, seen_item) -> float:
+    """Seconds of implicit's batched recommend on one thread (and one BLAS thread)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from scipy import sparse
+    from threadpoolctl import threadpool_limits
+
+    seen = sparse.csr_matrix((np.ones(len(seen_user), np.float32), (seen_user, seen_item)),
+                             shape=(len(users), len(items)))
+    als = AlternatingLeastSquares(factors=RANK, num_threads=1)
+    als.user_factors, als.item_factors = users, items
+    every = np.arange(len(users))
+    started = time.perf_counter()
+    with threadpool_limits(1, "blas"):
+        for start in range(0, len(users), 10_000):
+            batch = every[start:start + 10_000]
+            als.recommend(batch, seen[batch], N=TOP, filter_already_liked_items=True)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=100_000)
@@ -73,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seen", type=int, default=20, help="seen items per user")
     p.add_argument("--runs", type=int, default=3, help="runs of this project's job (the 1st is reported apart)")
     p.add_argument("--skip-mllib", action="store_true")
+    p.add_argument("--no-split", action="store_true", help="leave out the kernel-alone and Spark-alone rows")
     p.add_argument("--workdir", help="keep the warehouse and outputs here (default: a temporary folder)")
     args = p.parse_args(argv)
 
@@ -143,6 +224,8 @@ batch_jobs:
         print(result.summary(), flush=True)
     peak = sampler.stop()
     print(f"peak RSS of Spark's JVM + Python workers during the jobs: {peak / 2**30:.2f} GiB", flush=True)
+    if not args.no_split:
+        results[SPARK_ALONE] = spark_alone(spark, config)
 
     if not args.skip_mllib:
         from pyspark.ml.recommendation import ALS, ALSModel
@@ -178,6 +261,11 @@ batch_jobs:
         results["implicit recommend (scoring only)"] = time.perf_counter() - started
     except ImportError:
         print("implicit is not installed: `pip install implicit` to compare with it", flush=True)
+
+    if not args.no_split:
+        results[KERNEL_ALONE] = kernel_alone(model, users, seen_user, seen_item, user_ids, item_ids)
+        if "implicit recommend (scoring only)" in results:
+            results[IMPLICIT_ONE] = implicit_one_thread(users, items, seen_user, seen_item)
 
     started = time.perf_counter()
     for start in range(0, args.users, 1024):
