@@ -48,6 +48,7 @@ COLD = "recsys_spark batch job, 1st run (end to end)"
 WARM = "recsys_spark batch job, best of runs 2-3 (end to end)"
 SPARK_ALONE = "Spark alone: the same job, kernel returns nothing"
 KERNEL_ALONE = "recsys_spark Python kernel alone, 1 core, in memory"
+IMPLICIT = "implicit recommend (scoring only)"
 IMPLICIT_ONE = "implicit recommend, 1 thread, in memory"
 
 
@@ -127,15 +128,16 @@ def kernel_alone(model, users, seen_user, seen_item, user_ids, item_ids, task_us
     return seconds
 
 
-def implicit_one_thread(users, items, seen_user, seen_item) -> float:
-    """Seconds of implicit's batched recommend on one thread (and one BLAS thread)."""
+def implicit_seconds(users, items, seen_user, seen_item, threads: int) -> float:
+    """Seconds of implicit's batched recommend (seen items filtered) on ``threads`` threads (0: every core),
+    one BLAS thread each, as it asks."""
     from implicit.cpu.als import AlternatingLeastSquares
     from scipy import sparse
     from threadpoolctl import threadpool_limits
 
     seen = sparse.csr_matrix((np.ones(len(seen_user), np.float32), (seen_user, seen_item)),
                              shape=(len(users), len(items)))
-    als = AlternatingLeastSquares(factors=RANK, num_threads=1)
+    als = AlternatingLeastSquares(factors=RANK, num_threads=threads)
     als.user_factors, als.item_factors = users, items
     every = np.arange(len(users))
     started = time.perf_counter()
@@ -244,28 +246,14 @@ batch_jobs:
 
     spark.stop()
     try:
-        from implicit.cpu.als import AlternatingLeastSquares
-        from scipy import sparse
-        from threadpoolctl import threadpool_limits
-
-        seen = sparse.csr_matrix((np.ones(len(seen_user), np.float32), (seen_user, seen_item)),
-                                 shape=(args.users, args.items))
-        als = AlternatingLeastSquares(factors=RANK)
-        als.user_factors, als.item_factors = users, items
-        started = time.perf_counter()
-        every = np.arange(args.users)
-        with threadpool_limits(1, "blas"):  # as implicit asks: its own threads, one BLAS thread each
-            for start in range(0, args.users, 10_000):
-                batch = every[start:start + 10_000]
-                als.recommend(batch, seen[batch], N=TOP, filter_already_liked_items=True)
-        results["implicit recommend (scoring only)"] = time.perf_counter() - started
+        results[IMPLICIT] = implicit_seconds(users, items, seen_user, seen_item, threads=0)
     except ImportError:
         print("implicit is not installed: `pip install implicit` to compare with it", flush=True)
 
     if not args.no_split:
         results[KERNEL_ALONE] = kernel_alone(model, users, seen_user, seen_item, user_ids, item_ids)
-        if "implicit recommend (scoring only)" in results:
-            results[IMPLICIT_ONE] = implicit_one_thread(users, items, seen_user, seen_item)
+        if IMPLICIT in results:
+            results[IMPLICIT_ONE] = implicit_seconds(users, items, seen_user, seen_item, threads=1)
 
     started = time.perf_counter()
     for start in range(0, args.users, 1024):
