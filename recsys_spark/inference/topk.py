@@ -41,9 +41,12 @@ def top_k(scores: np.ndarray, k: int, width: int = CHUNK) -> tuple[np.ndarray, n
     flat = np.flatnonzero(scores >= threshold[:, None])
     row, column = np.divmod(flat, n)
     value = scores.ravel()[flat]
-    # By row, best first, the lower column among equal values: flat is in (row, column) order, so a stable
-    # sort by (row, descending value) as one integer key (~15x faster than np.lexsort on three keys).
-    order = np.argsort((row.astype(np.uint64) << np.uint64(32)) | _descending_bits(value), kind="stable")
+    # By row, best first, the lower column among equal values. flat is in (row, column) order, so for
+    # float32 a stable sort by (row, descending value) as one integer key does it (~15x faster than lexsort).
+    if value.dtype == np.float32:
+        order = np.argsort((row.astype(np.uint64) << np.uint64(32)) | _descending_bits(value), kind="stable")
+    else:
+        order = np.lexsort((column, -value, row))
     counts = np.bincount(row, minlength=rows)
     rank = np.arange(len(order)) - (np.cumsum(counts) - counts)[row[order]]
     kept = order[rank < k]
@@ -64,6 +67,6 @@ def top_k(scores: np.ndarray, k: int, width: int = CHUNK) -> tuple[np.ndarray, n
 def _descending_bits(values: np.ndarray) -> np.ndarray:
     """float32 values -> uint64 keys whose ascending order is the values' descending order (equal values,
     -0.0 and 0.0 among them, get equal keys)."""
-    bits = (values.astype(np.float32) + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
+    bits = (values + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
     ascending = np.where(bits >> np.uint32(31) == 1, ~bits, bits | np.uint32(0x80000000))
     return (~ascending).astype(np.uint64)
