@@ -96,7 +96,8 @@ def spark_alone(spark, config) -> float:
 
 def kernel_alone(model, users, seen_user, seen_item, user_ids, item_ids, task_users: int = 25_000) -> float:
     """Seconds of the scoring tasks' Python kernel (kernel.score_partition + json_lines) on one core, in
-    memory, over every user in tasks of ``task_users`` (their rows built as the shuffle delivers them)."""
+    memory, over every user in tasks of ``task_users`` (the rows such a task receives: history entries and
+    stored factors)."""
     import pyarrow as pa
     from threadpoolctl import threadpool_limits
 
