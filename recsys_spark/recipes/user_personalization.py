@@ -186,8 +186,10 @@ def _confidence_matrix(data: TrainingSet, alpha: float):
 
     table = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT")).toArrow()
     names, rows = _sorted_codes(table.column("USER_ID").combine_chunks())
-    _, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), table.column("WEIGHT").to_numpy())
-    matrix = sparse.csr_matrix((1.0 + alpha * summed, cols, indptr), shape=(len(names), len(data.item_ids)))
+    matrix = sparse.csr_matrix((table.column("WEIGHT").to_numpy(), (rows, table.column("ITEM_IDX").to_numpy())),
+                               shape=(len(names), len(data.item_ids)))
+    matrix.sum_duplicates()  # summed weights per (user, item), columns ascending
+    matrix.data = 1.0 + alpha * matrix.data
     return names.to_numpy(zero_copy_only=False).astype(object), matrix
 
 
