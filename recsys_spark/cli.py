@@ -136,7 +136,7 @@ def train(config_path: str, solutions: tuple[str, ...], no_evaluate: bool) -> No
     """Train a new version of each solution on the current data, evaluate it and save it."""
     from recsys_spark.config import load_config
     from recsys_spark.session import session_for
-    from recsys_spark.training import format_versions, train_solution
+    from recsys_spark.solutions.train import format_versions, train_solution
 
     config = load_config(config_path)
     names = list(solutions) or [s.name for s in config.solutions]
@@ -158,7 +158,7 @@ def evaluate(config_path: str, solution: str, version: str | None, protocol: str
     """Offline metrics of a solution version, on the snapshot it was trained on."""
     from recsys_spark.config import load_config
     from recsys_spark.session import session_for
-    from recsys_spark.training import evaluate_version
+    from recsys_spark.solutions.train import evaluate_version
 
     config = load_config(config_path)
     found, metrics = evaluate_version(session_for(config, "recsys-spark evaluate"), config, solution, version, protocol)
@@ -174,7 +174,8 @@ def versions(config_path: str, solution: str | None) -> None:
     """List trained solution versions with their metrics, newest first."""
     from recsys_spark.config import load_config
     from recsys_spark.session import session_for
-    from recsys_spark.training import format_versions, list_versions
+    from recsys_spark.solutions.store import list_versions
+    from recsys_spark.solutions.train import format_versions
 
     config = load_config(config_path)
     names = [config.solution(solution).name] if solution else [s.name for s in config.solutions]
@@ -243,7 +244,7 @@ def filter_group() -> None:
 def filter_validate(config_path: str, expression: str) -> None:
     """Check EXPRESSION (or the config's filter of that name) against the config's schemas."""
     from recsys_spark.config import load_config
-    from recsys_spark.filters import check_filter, parse_filter
+    from recsys_spark.core.filters import check_filter, parse_filter
 
     config = load_config(config_path)
     if expression in {f.name for f in config.filters}:

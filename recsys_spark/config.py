@@ -23,20 +23,12 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 
+from recsys_spark.core import registry
 from recsys_spark.errors import ConfigError
 from recsys_spark.schema import DATASETS, DatasetSchema
 
 KeyPath = tuple[str | int, ...]
 
-# Canonical recipe name -> the managed service's names accepted as aliases.
-RECIPES = {
-    "user-personalization": ("aws-user-personalization",),
-    "sims": ("aws-sims",),
-    "popularity-count": ("aws-popularity-count",),
-    "personalized-ranking": ("aws-personalized-ranking",),
-    "trending-now": ("aws-trending-now",),
-    "ease": (),
-}
 ALL_USERS = "all_users"
 # Credentials come from the standard AWS chain only; a config that carries them is refused.
 CREDENTIAL_KEY = re.compile(r"(access\.key|secret\.key|session\.token|secret|password|credential)", re.I)
@@ -70,11 +62,7 @@ def _batch_input(value: str, info: ValidationInfo) -> str:
 
 
 def _recipe(value: str) -> str:
-    for name, aliases in RECIPES.items():
-        if value == name or value in aliases:
-            return name
-    known = ", ".join(f"{n} ({', '.join(a)})" if a else n for n, a in RECIPES.items())
-    raise ValueError(f"unknown recipe {value!r}; known recipes: {known}")
+    return registry.entry(value).name
 
 
 def _scalars(value: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +148,7 @@ class EventSettings(_Strict):
 
 class Solution(_Strict):
     """A named recipe with its ``settings`` (each recipe's keys and defaults are in
-    :mod:`recsys_spark.recipes.settings`) and the ``events`` it trains on."""
+    :mod:`recsys_spark.core.settings`) and the ``events`` it trains on."""
 
     name: Name
     recipe: Annotated[str, AfterValidator(_recipe)]
@@ -169,9 +157,7 @@ class Solution(_Strict):
 
     def recipe_settings(self):
         """The recipe's settings object, defaults filled in (validated when the config was loaded)."""
-        from recsys_spark.recipes.settings import settings_for
-
-        return settings_for(self.recipe, self.settings)
+        return registry.entry(self.recipe).settings_for(self.settings)
 
 
 class Filter(_Strict):
@@ -281,8 +267,8 @@ class Config(_Strict):
         return _by_name(self.batch_jobs, name, "batch job")
 
     def parsed_filter(self, name: str):
-        """The named filter's expression as a checked :class:`~recsys_spark.filters.Filter`."""
-        from recsys_spark.filters import parse_filter
+        """The named filter's expression as a checked :class:`~recsys_spark.core.filters.Filter`."""
+        from recsys_spark.core.filters import parse_filter
 
         return parse_filter(self.filter(name).expression)  # checked against the schemas when loading
 
@@ -524,7 +510,7 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
         if config.schema(job.dataset) is None:
             out.append((("imports", i, "dataset"), f"no schema for dataset {job.dataset!r} under "
                                                    "dataset_group.schemas"))
-    from recsys_spark.filters import FilterError, check_filter, parse_filter
+    from recsys_spark.core.filters import FilterError, check_filter, parse_filter
 
     for i, entry in enumerate(config.filters):
         try:
@@ -550,8 +536,6 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
 def _settings_problems(data: dict) -> list[tuple[KeyPath, str]]:
     """Each solution's settings against its recipe's settings class (even when other keys are invalid);
     unknown keys list the valid ones."""
-    from recsys_spark.recipes.settings import SETTINGS
-
     out: list[tuple[KeyPath, str]] = []
     solutions = data.get("solutions")
     for i, solution in enumerate(solutions if isinstance(solutions, list) else []):
@@ -561,7 +545,7 @@ def _settings_problems(data: dict) -> list[tuple[KeyPath, str]]:
             recipe = _recipe(str(solution.get("recipe")))
         except ValueError:  # reported by the validation of the whole config
             continue
-        cls = SETTINGS[recipe]
+        cls = registry.entry(recipe).settings
         try:
             cls.model_validate(solution.get("settings", {}))
         except ValidationError as e:

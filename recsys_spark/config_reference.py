@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from recsys_spark.config import Config
-from recsys_spark.recipes.settings import SETTINGS, RecipeSettings
+from recsys_spark.core.registry import RECIPES
+from recsys_spark.core.settings import RecipeSettings
 
 HEADER = """# Configuration reference
 
@@ -88,7 +89,7 @@ def reference() -> str:
     _section(Config, "", out)
     out += ["## Recipe settings (`solutions[].settings`)", "",
             "Each recipe's keys; every recipe also has the common ones.", ""]
-    for name, cls in [("common", RecipeSettings)] + [(r, c) for r, c in SETTINGS.items()]:
+    for name, cls in [("common", RecipeSettings)] + [(e.name, e.settings) for e in RECIPES.values()]:
         fields = cls.model_fields if name == "common" else {
             k: f for k, f in cls.model_fields.items() if k not in RecipeSettings.model_fields}
         out += [f"### {name}", "", _doc(cls), "", "| key | type | default |", "|---|---|---|"]

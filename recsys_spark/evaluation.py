@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from recsys_spark.inference.scoring import history_entries, recommend_users, stored_factors
-from recsys_spark.recipes.base import Recipe, TrainingSet
+from recsys_spark.recipes.fitting import Recipe, TrainingSet
 
 SERVICE_KS = (5, 10, 25)
 

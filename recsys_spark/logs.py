@@ -5,7 +5,7 @@ from a scheduled run can be grepped per step; the terminal gets the command's hu
 Spark's own log4j output stays at WARN (see ``log4j2.properties``).
 
 >>> with step_context("train:top-picks"):        # doctest: +SKIP
-...     log.info("fitted")   # 12:00:01 INFO recsys_spark.training [step=train:top-picks] fitted
+...     log.info("fitted")   # 12:00:01 INFO recsys_spark.solutions.train [step=train:top-picks] fitted
 """
 
 from __future__ import annotations

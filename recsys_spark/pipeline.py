@@ -93,7 +93,7 @@ def _tasks(spark, config: Config, step: str):
 
         yield "landing", lambda: run_ingest(spark, config).summary().replace("\n", "; ")
     elif step == "train":
-        from recsys_spark.training import train_solution
+        from recsys_spark.solutions.train import train_solution
 
         for solution in config.solutions:
             def run(name=solution.name):

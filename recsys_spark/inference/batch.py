@@ -11,30 +11,29 @@ swapped in, ``_SUCCESS`` last; see :mod:`.output`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import numpy as np
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from recsys_spark.config import ALL_USERS, Config
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import UserError
-from recsys_spark.filters.binding import bind
-from recsys_spark.filters.compiler import compile_filter
+from recsys_spark.core.kernels.scorer import KernelSettings
+from recsys_spark.core.registry import entry
 from recsys_spark.inference import output as out
-from recsys_spark.inference.kernel import (BindingPlan, KernelSettings, RulePlan, no_filter, score_frame,
-                                           scoring_partitions)
+from recsys_spark.inference.filters import compile_plans, plan_user_lists
+from recsys_spark.inference.frame import no_filter, score_frame, scoring_partitions
 from recsys_spark.inference.progress import Progress
-from recsys_spark.inference.requests import KIND, all_users, read_requests
+from recsys_spark.inference.requests import all_users, read_requests
 from recsys_spark.inference.scoring import history_entries
 from recsys_spark.jobruns import job_run, new_job_id
 from recsys_spark.runmetrics import RunMetrics
-from recsys_spark.training import get_version, weighted_interactions
+from recsys_spark.solutions.snapshot import weighted_interactions
+from recsys_spark.solutions.store import get_version, user_factors, version_store
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
     job = config.batch_job(name)
     solution = config.solution(job.solution)
     version = get_version(spark, config, job.solution)
-    kind = KIND[version.recipe]
+    kind = entry(version.recipe).request
     if job.input == ALL_USERS and kind == "ranking":
         raise UserError(f"batch job {name!r}: personalized-ranking needs an itemList per user; `all_users` "
                         "cannot supply one, give a JSON-lines input file")
@@ -72,9 +71,9 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
                                             "filter": job.filter}) as run:
         with RunMetrics(spark, run_id) as metrics:
             with metrics.phase("read"):
-                model = version.load_model(spark, user_factors=False)
+                model = version_store(spark, config).load_model(version, user_factors=False)
                 entries = history_entries(weighted_interactions(warehouse, solution, None), model)
-                factors = version.user_factors(spark)
+                factors = user_factors(spark, version)
                 requests, users, plans, cached = None, None, [], None
                 if job.input == ALL_USERS and not job.filter:
                     users = _users_dataset(warehouse)  # scored with everyone in the interactions
@@ -91,7 +90,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
                         wanted = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
                         entries = entries.join(wanted, "USER_ID", "left_semi")
                         factors = None if factors is None else factors.join(wanted, "USER_ID", "left_semi")
-                    plans, requests = _filters(spark, config, warehouse, job.filter, requests, bindings, model)
+                    plans, requests = _filters(spark, warehouse, job.filter, requests, bindings, model)
             fresh_after = int(version.manifest.get("newest_interaction", 2**62)) if factors is not None else None
             settings = KernelSettings(job.num_results, solution.recipe_settings().exclude_seen, plans,
                                       kind == "ranking", fresh_after)
@@ -153,58 +152,23 @@ def _known_users(warehouse: Warehouse, entries: DataFrame) -> DataFrame:
     return users.distinct()
 
 
-def _filters(spark, config: Config, warehouse: Warehouse, name: str | None, requests: DataFrame,
-             bindings: list[str | None], model):
+def _filters(spark, warehouse: Warehouse, name: str | None, requests: DataFrame, bindings: list[str | None],
+             model):
     """The filter compiled once per distinct binding (``bindings``: the requests' distinct BINDING values),
-    and the requests with BINDING_ID and the per-row filter lists (F_INCLUDE, F_EXCLUDE, F_APPLIES)."""
+    and the requests with BINDING_ID and their users' filter lists (F_INCLUDE, F_EXCLUDE, F_APPLIES)."""
     if name is None:
         return [], requests.select("*", *no_filter())
-    parsed = config.parsed_filter(name)
-    recent = config.filter(name).recent_per_event_type
-    query_items = requests.where(F.col("QUERY_ITEM").isNotNull()).select(F.col("QUERY_ITEM").alias("ITEM_ID"))
-    plans, user_lists, related_lists = [], [], []
-    for i, binding in enumerate(bindings):
-        try:
-            compiled = compile_filter(bind(parsed, json.loads(binding) if binding else {}), warehouse, recent,
-                                      query_items)
-        except UserError as e:
-            plans.append(BindingPlan(error=f"filter {name}: {e}"))
-            continue
-        rules = []
-        for k, rule in enumerate(compiled.rules):
-            mask = np.isin(model.item_ids, list(rule.items)) if rule.items is not None else None
-            rules.append(RulePlan(rule.action, mask, per_row=rule.user_items is not None,
-                                  condition=k if rule.users is not None else None,
-                                  related=rule.related_items is not None))
-        plans.append(BindingPlan(rules))
-        if (lists := compiled.user_lists()) is not None:
-            user_lists.append(lists.withColumn("BINDING_ID", F.lit(i)))
-        if (lists := compiled.related_lists()) is not None:
-            lists = lists.withColumnRenamed("QUERY_ITEM_ID", "QUERY_ITEM")
-            related_lists.append(lists.withColumn("BINDING_ID", F.lit(i)))
+    plans = compile_plans(warehouse, name, bindings, model.item_ids)
     index = spark.createDataFrame([(b, i) for i, b in enumerate(bindings)], "BINDING string, BINDING_ID int")
     frame = requests.join(F.broadcast(index), requests["BINDING"].eqNullSafe(index["BINDING"]), "left") \
         .drop(index["BINDING"])
-    frame = _attach(frame, user_lists, "USER_ID", "U_")
-    frame = _attach(frame, related_lists, "QUERY_ITEM", "R_")
-    related = F.col("QUERY_ITEM").isNotNull()
-    return plans, frame.select(
-        *requests.columns, F.coalesce("BINDING_ID", F.lit(0)).alias("BINDING_ID"),
-        F.when(related, F.col("R_include")).otherwise(F.col("U_include")).alias("F_INCLUDE"),
-        F.when(related, F.col("R_exclude")).otherwise(F.col("U_exclude")).alias("F_EXCLUDE"),
-        F.when(related, F.lit(None)).otherwise(F.col("U_applies")).cast("array<int>").alias("F_APPLIES"))
-
-
-def _attach(frame: DataFrame, lists: list[DataFrame], key: str, prefix: str) -> DataFrame:
-    columns = ["include", "exclude", "applies"]
-    if not lists:
-        return frame.select("*", *[F.lit(None).cast("array<string>" if c != "applies" else "array<int>")
-                                   .alias(prefix + c) for c in columns])
-    union = lists[0]
-    for more in lists[1:]:
-        union = union.unionByName(more, allowMissingColumns=True)
-    for c in columns:
-        if c not in union.columns:
-            union = union.withColumn(c, F.lit(None).cast("array<string>" if c != "applies" else "array<int>"))
-    union = union.select(key, "BINDING_ID", *[F.col(c).alias(prefix + c) for c in columns])
-    return frame.join(union, [key, "BINDING_ID"], "left")
+    wanted = requests.where(F.col("USER_ID").isNotNull()).select("USER_ID").distinct()
+    lists = plan_user_lists(warehouse, name, plans, wanted)
+    if lists is None:
+        frame = frame.select("*", *[F.lit(None).cast(t).alias(c) for c, t in (
+            ("include", "array<string>"), ("exclude", "array<string>"), ("applies", "array<int>"))])
+    else:
+        frame = frame.join(lists, ["USER_ID", "BINDING_ID"], "left")
+    return plans, frame.select(*requests.columns, F.coalesce("BINDING_ID", F.lit(0)).alias("BINDING_ID"),
+                               F.col("include").alias("F_INCLUDE"), F.col("exclude").alias("F_EXCLUDE"),
+                               F.col("applies").alias("F_APPLIES"))

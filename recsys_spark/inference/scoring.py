@@ -1,6 +1,6 @@
 """Scoring users with a model inside Spark tasks: histories in, top-k item IDs and scores out.
 
-Scoring runs the batch job's kernel (:mod:`recsys_spark.inference.kernel`) without a filter: the model
+Scoring runs the batch job's frame (:mod:`recsys_spark.inference.frame`) without a filter: the model
 broadcast once, the users' history entries and stored factors shuffled once by user, blocks of users
 scored as one float32 matrix, excluded items at minus infinity, top-k selection. There is no per-user
 Python loop and no users x items join.
@@ -15,8 +15,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys_spark.inference.kernel import KernelSettings, no_filter, score_frame, scoring_partitions
-from recsys_spark.recipes.base import Model, id_index, to_spark
+from recsys_spark.core.kernels.scorer import KernelSettings
+from recsys_spark.core.models.base import Model
+from recsys_spark.inference.frame import no_filter, score_frame, scoring_partitions
+from recsys_spark.recipes.fitting import id_index, to_spark
 
 
 def item_index(spark, model: Model) -> DataFrame:
@@ -33,8 +35,7 @@ def history_entries(interactions: DataFrame, model: Model) -> DataFrame:
 
 def stored_factors(spark, model: Model) -> DataFrame | None:
     """The model's trained user factors (USER_ID, FACTORS) as a DataFrame; None for recipes without them."""
-    table = getattr(model, "users", None)
-    return None if table is None else to_spark(spark, table)
+    return None if model.users is None else to_spark(spark, model.users)
 
 
 def recommend_users(model: Model, entries: DataFrame, k: int, exclude_seen: bool = True,

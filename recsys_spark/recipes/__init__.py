@@ -1,29 +1,23 @@
-"""Recipes: one module each, one interface (:class:`~recsys_spark.recipes.base.Recipe` -> ``Model``).
+"""The recipes' Spark estimators: each fits a core model (:mod:`recsys_spark.core.models`) on a
+:class:`~recsys_spark.recipes.fitting.TrainingSet`. Which estimator fits which recipe is declared in the
+registry (:mod:`recsys_spark.core.registry`), not here.
 
 >>> recipe_for("popularity-count", {}).fit(training)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock
-from recsys_spark.recipes.settings import SETTINGS, RecipeSettings, settings_for
-
-
-def _recipes() -> dict[str, type[Recipe]]:
-    from recsys_spark.recipes.ease import Ease
-    from recsys_spark.recipes.popularity import PopularityCount, TrendingNow
-    from recsys_spark.recipes.sims import Sims
-    from recsys_spark.recipes.user_personalization import PersonalizedRanking, UserPersonalization
-
-    return {r.name: r for r in (UserPersonalization, PersonalizedRanking, Sims, Ease, PopularityCount, TrendingNow)}
+from recsys_spark.core.registry import entry
+from recsys_spark.core.settings import RecipeSettings
+from recsys_spark.recipes.fitting import Recipe, TrainingSet
 
 
 def recipe_for(name: str, settings: dict | RecipeSettings) -> Recipe:
-    """The recipe ``name`` with ``settings`` (a dict is validated, defaults filled in)."""
+    """The estimator of recipe ``name`` with ``settings`` (a dict is validated, defaults filled in)."""
+    recipe = entry(name)
     if not isinstance(settings, RecipeSettings):
-        settings = settings_for(name, settings)
-    return _recipes()[name](settings)
+        settings = recipe.settings_for(settings)
+    return recipe.estimator_class()(settings)
 
 
-__all__ = ["SETTINGS", "Model", "Recipe", "RecipeSettings", "TrainingSet", "UserBlock", "recipe_for",
-           "settings_for"]
+__all__ = ["Recipe", "TrainingSet", "recipe_for"]

@@ -8,64 +8,16 @@ it once. The driver holds three dense items x items float64 matrices, so catalog
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from recsys_spark.errors import UserError
-from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock, pack, unpack
-from recsys_spark.recipes.settings import EaseSettings
-
-
-class EaseModel(Model):
-    """Dense item-item weights B (items, items); scores = history @ B."""
-
-    recipe = "ease"
-
-    def __init__(self, item_ids, popularity, weights: np.ndarray):
-        super().__init__(item_ids, popularity)
-        self.weights = weights.astype(np.float32)
-
-    def score_users(self, block: UserBlock) -> np.ndarray:
-        history = block.matrix(block.weights, self.n_items, combine="max")
-        return np.asarray(history @ self.weights, dtype=np.float32)
-
-    def score_items(self, items: np.ndarray) -> np.ndarray:
-        return self.weights[items].copy()
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return {"items": self.items_table(WEIGHTS=list(self.weights))}
-
-    @classmethod
-    def from_tables(cls, tables, settings):
-        items = tables["items"]
-        return cls(items["ITEM_ID"].to_numpy(dtype=object), items["POPULARITY"].to_numpy(),
-                   np.stack(items["WEIGHTS"].to_numpy()))
-
-
-def memory_needed(items: int) -> int:
-    """Bytes the driver needs to solve EASE for ``items`` items (three float64 items x items matrices)."""
-    return 24 * items * items
-
-
-def check_size(items: int, settings: EaseSettings) -> None:
-    """Refuse a catalog the driver cannot hold, before any work, saying the limit."""
-    need = memory_needed(items)
-    if items > settings.max_items:
-        raise UserError(f"ease: the catalog has {items:,} items, more than max_items = {settings.max_items:,} "
-                        f"(the driver would need {need / 2**30:.1f} GiB); use sims or user-personalization, "
-                        "or raise max_items on a driver with enough memory")
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
-    if available and need > available:
-        raise UserError(f"ease: {items:,} items need {need / 2**30:.1f} GiB on the driver, only "
-                        f"{available / 2**30:.1f} GiB is free")
+from recsys_spark.core.models.ease import EaseModel, check_size
+from recsys_spark.core.settings import EaseSettings
+from recsys_spark.recipes.fitting import Recipe, TrainingSet, pack, unpack
 
 
 class Ease(Recipe):
     name = "ease"
-    model_class = EaseModel
 
     def fit(self, data: TrainingSet) -> EaseModel:
         s: EaseSettings = self.settings

@@ -1,44 +1,20 @@
-"""``popularity-count`` and ``trending-now``: the same recommendation for every user (filters and seen-item
-exclusion still apply per user), from counts Spark computes over the interactions."""
+"""``popularity-count`` and ``trending-now`` estimators: one score per item from counts Spark computes over
+the interactions (the model: :mod:`recsys_spark.core.models.ranked`)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import functions as F
 
-from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock, to_pandas
-from recsys_spark.recipes.settings import TrendingSettings
+from recsys_spark.core.models.ranked import RankedItemsModel, trend_scores
+from recsys_spark.core.settings import TrendingSettings
+from recsys_spark.recipes.fitting import Recipe, TrainingSet, to_pandas
 
 DAY = 86400
 
 
-class RankedItemsModel(Model):
-    """One score per item, the same for every user: the popularity (distinct users) or a trend score."""
-
-    recipe = "popularity-count"
-
-    def __init__(self, item_ids, popularity, scores: np.ndarray | None = None, recipe: str | None = None):
-        super().__init__(item_ids, popularity)
-        self.scores = (self.popularity if scores is None else scores).astype(np.float32)
-        self.recipe = recipe or self.recipe
-
-    def score_users(self, block: UserBlock) -> np.ndarray:
-        return np.broadcast_to(self.scores, (block.rows, self.n_items)).copy()
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return {"items": self.items_table(SCORE=self.scores), "meta": pd.DataFrame({"RECIPE": [self.recipe]})}
-
-    @classmethod
-    def from_tables(cls, tables, settings):
-        items = tables["items"]
-        return cls(items["ITEM_ID"].to_numpy(dtype=object), items["POPULARITY"].to_numpy(),
-                   items["SCORE"].to_numpy(), str(tables["meta"]["RECIPE"].iloc[0]))
-
-
 class PopularityCount(Recipe):
     name = "popularity-count"
-    model_class = RankedItemsModel
 
     def fit(self, data: TrainingSet) -> RankedItemsModel:
         return RankedItemsModel(data.item_ids, data.popularity)
@@ -48,7 +24,6 @@ class TrendingNow(Recipe):
     """Growth of each item's interaction count from the window before to the latest window."""
 
     name = "trending-now"
-    model_class = RankedItemsModel
 
     def fit(self, data: TrainingSet) -> RankedItemsModel:
         s: TrendingSettings = self.settings
@@ -65,11 +40,3 @@ class TrendingNow(Recipe):
         latest[counts["ITEM_IDX"].to_numpy()] = counts["LATEST"].to_numpy()
         previous[counts["ITEM_IDX"].to_numpy()] = counts["PREVIOUS"].to_numpy()
         return RankedItemsModel(data.item_ids, data.popularity, trend_scores(latest, previous, s), "trending-now")
-
-
-def trend_scores(latest: np.ndarray, previous: np.ndarray, s: TrendingSettings) -> np.ndarray:
-    """Growth (latest - previous) / (previous + smoothing) in (-1, inf) for items with at least
-    ``min_recent_interactions`` in the latest window; the others in [-2, -1), by their latest count."""
-    growth = (latest - previous) / (previous + s.smoothing + 1e-9)
-    quiet = -2 + latest / (latest.max(initial=0) + 1)
-    return np.where(latest >= max(s.min_recent_interactions, 1), growth, quiet).astype(np.float32)

@@ -1,4 +1,5 @@
-"""``sims``: item-item co-occurrence similarity from user histories (the managed service's SIMS).
+"""``sims``: item-item co-occurrence similarity from user histories (the managed service's SIMS); the
+model is :mod:`recsys_spark.core.models.similarity`.
 
 Fitting is one Spark self-join of each user's (capped) history: co-occurrence counts c_ij, kept when
 c_ij >= ``min_cointeraction_count``, scored c_ij / (n_i n_j) ^ ``popularity_discount_factor``, the top
@@ -10,71 +11,15 @@ SAR does. Items with no similarity to the query rank after every similar item, b
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from recsys_spark.recipes.base import Model, Recipe, TrainingSet, UserBlock, to_pandas
-from recsys_spark.recipes.settings import SimsSettings
-
-DAY = 86400.0
-
-
-class ItemSimilarityModel(Model):
-    """A sparse (items, items) similarity matrix; scores = history @ similarity (SAR's shape)."""
-
-    recipe = "sims"
-
-    def __init__(self, item_ids, popularity, similarity, settings: SimsSettings, reference_time: int):
-        super().__init__(item_ids, popularity)
-        self.similarity = similarity.tocsr().astype(np.float32)
-        self.settings, self.reference_time = settings, reference_time
-        # Unrelated items: below every similar one (scores > 0), ordered by popularity, in [-1, 0).
-        self.fallback = (self.popularity / (self.popularity.max(initial=0) + 1) - 1).astype(np.float32)
-
-    @property
-    def history_limit(self) -> int:
-        return self.settings.max_history
-
-    def _with_fallback(self, scores: np.ndarray) -> np.ndarray:
-        return np.where(scores > 0, scores, self.fallback).astype(np.float32)
-
-    def score_users(self, block: UserBlock) -> np.ndarray:
-        block = block.recent(self.history_limit)
-        weights = block.weights.astype(np.float64)
-        half_life = self.settings.time_decay_half_life_days
-        if half_life:
-            age_days = np.maximum(self.reference_time - block.timestamps, 0) / DAY
-            weights = weights * np.exp2(-age_days / half_life)
-        affinity = block.matrix(weights.astype(np.float32), self.n_items)
-        return self._with_fallback((affinity @ self.similarity).toarray())
-
-    def score_items(self, items: np.ndarray) -> np.ndarray:
-        return self._with_fallback(self.similarity[items].toarray())
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        coo = self.similarity.tocoo()
-        return {"items": self.items_table(),
-                "similarity": pd.DataFrame({"ITEM_IDX": coo.row.astype(np.int32),
-                                            "SIMILAR_IDX": coo.col.astype(np.int32),
-                                            "SCORE": coo.data.astype(np.float32)}),
-                "meta": pd.DataFrame({"REFERENCE_TIME": [self.reference_time]})}
-
-    @classmethod
-    def from_tables(cls, tables, settings):
-        from scipy import sparse
-
-        items, sim = tables["items"], tables["similarity"]
-        n = len(items)
-        matrix = sparse.csr_matrix((sim["SCORE"].to_numpy(), (sim["ITEM_IDX"].to_numpy(),
-                                                              sim["SIMILAR_IDX"].to_numpy())), shape=(n, n))
-        return cls(items["ITEM_ID"].to_numpy(dtype=object), items["POPULARITY"].to_numpy(), matrix, settings,
-                   int(tables["meta"]["REFERENCE_TIME"].iloc[0]))
-
+from recsys_spark.core.models.similarity import ItemSimilarityModel
+from recsys_spark.core.settings import SimsSettings
+from recsys_spark.recipes.fitting import Recipe, TrainingSet, to_pandas
 
 class Sims(Recipe):
     name = "sims"
-    model_class = ItemSimilarityModel
 
     def fit(self, data: TrainingSet) -> ItemSimilarityModel:
         from scipy import sparse

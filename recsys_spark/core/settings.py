@@ -1,9 +1,10 @@
 """Every recipe's settings with their defaults, checked when the config is loaded (no Spark needed).
 
 A solution's ``settings:`` mapping is validated against its recipe's class here; unknown keys are errors
-that list the valid ones. A solution version's manifest records the full settings, defaults filled in::
+that list the valid ones (each recipe's class is named by its entry in :mod:`recsys_spark.core.registry`).
+A solution version's manifest records the full settings, defaults filled in::
 
-    >>> settings_for("sims", {"min_cointeraction_count": 2}).popularity_discount_factor
+    >>> SimsSettings.model_validate({"min_cointeraction_count": 2}).popularity_discount_factor
     0.5
 """
 
@@ -110,18 +111,3 @@ class TrendingSettings(RecipeSettings):
     window_days: Positive = 7.0
     smoothing: Annotated[float, Field(ge=0)] = 5.0
     min_recent_interactions: Annotated[int, Field(ge=0)] = 3
-
-
-SETTINGS: dict[str, type[RecipeSettings]] = {
-    "user-personalization": FactorSettings,
-    "personalized-ranking": FactorSettings,
-    "sims": SimsSettings,
-    "ease": EaseSettings,
-    "popularity-count": PopularitySettings,
-    "trending-now": TrendingSettings,
-}
-
-
-def settings_for(recipe: str, values: dict) -> RecipeSettings:
-    """The recipe's settings object: ``values`` over the defaults (raises pydantic's ValidationError)."""
-    return SETTINGS[recipe].model_validate(values)

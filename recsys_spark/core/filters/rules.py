@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from recsys_spark.filters.syntax import COMPARE_OPS, Condition, CurrentItem, Filter, FilterError, StringList
+from recsys_spark.core.filters.syntax import COMPARE_OPS, Condition, CurrentItem, Filter, FilterError, StringList
 from recsys_spark.schema import NUMERIC_TYPES, DatasetSchema
 
 ALLOWED = {"ItemID": ("Items", "Interactions"), "UserID": ("Users", "Interactions")}

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 
 from recsys_spark.errors import UserError
-from recsys_spark.filters.syntax import LIST_OPS, Condition, Expression, Filter, Number, Param, StringList
+from recsys_spark.core.filters.syntax import LIST_OPS, Condition, Expression, Filter, Number, Param, StringList
 
 MAX_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 25, 50, 1000
 QUOTED = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
