@@ -16,8 +16,8 @@ from recsys_spark.datasets.importer import run_imports
 from recsys_spark.errors import UserError
 from recsys_spark.inference import batch as batch_module
 from recsys_spark.inference.batch import run_batch
-from recsys_spark.inference.kernel import json_lines
-from recsys_spark.training import train_solution
+from recsys_spark.core.kernels.lines import json_lines
+from recsys_spark.solutions.train import train_solution
 
 SMALL = "min_interactions: 500, min_users_with_two: 20"
 PIPELINE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import REPO
 from recsys_spark.config import Config
 from recsys_spark.config_reference import reference
-from recsys_spark.recipes.settings import SETTINGS
+from recsys_spark.core.registry import RECIPES
 
 
 def test_the_configuration_reference_matches_the_config_classes():
@@ -14,8 +14,8 @@ def test_the_configuration_reference_matches_the_config_classes():
                                       "`python -m recsys_spark.config_reference > docs/configuration.md`")
     for key in Config.model_fields:
         assert f"| `{key}` |" in committed
-    for cls in SETTINGS.values():
-        for key in cls.model_fields:
+    for recipe in RECIPES.values():
+        for key in recipe.settings.model_fields:
             assert f"| `{key}` |" in committed, key
 
 

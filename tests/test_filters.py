@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from recsys_spark.config import load_config
 from recsys_spark.errors import ConfigError, UserError
-from recsys_spark.filters import FilterError, bind, check_filter, parse_filter, parse_filter_values
-from recsys_spark.filters.syntax import (Condition, CurrentItem, Expression, Filter, Number, Param, StringList,
+from recsys_spark.core.filters import FilterError, bind, check_filter, parse_filter, parse_filter_values
+from recsys_spark.core.filters.syntax import (Condition, CurrentItem, Expression, Filter, Number, Param, StringList,
                                          quote)
 from recsys_spark.schema import DatasetSchema
 

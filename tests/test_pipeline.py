@@ -90,7 +90,7 @@ def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
     before = json.loads((weekly / "_metrics.json").read_text())["run_id"]
     assert main(["pipeline", "run", "--config", str(path), "--steps", "import,ingest,train,batch"]) == 0
     assert warehouse.read("interactions").count() == rows  # the landing files are not taken twice
-    from recsys_spark.training import list_versions
+    from recsys_spark.solutions.store import list_versions
 
     assert len(list_versions(spark, config, "for-you")) == 2
     after = json.loads((weekly / "_metrics.json").read_text())["run_id"]

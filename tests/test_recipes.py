@@ -11,12 +11,13 @@ from pyspark.sql import functions as F
 from recipe_helpers import planted
 from recsys_spark.evaluation import evaluate_service, ranking_metrics
 from recsys_spark.inference.scoring import history_entries, recommend_users, stored_factors
-from recsys_spark.inference.topk import top_k
-from recsys_spark.recipes import TrainingSet, UserBlock, recipe_for
-from recsys_spark.recipes.als_solver import gram, solve_block
-from recsys_spark.recipes.base import to_spark
-from recsys_spark.recipes.popularity import trend_scores
-from recsys_spark.recipes.settings import TrendingSettings
+from recsys_spark.core.kernels.topk import top_k
+from recsys_spark.core.models.base import UserBlock
+from recsys_spark.recipes import TrainingSet, recipe_for
+from recsys_spark.core.kernels.als import gram, solve_block
+from recsys_spark.recipes.fitting import to_spark
+from recsys_spark.core.models.ranked import trend_scores
+from recsys_spark.core.settings import TrendingSettings
 
 SMALL = {"min_interactions": 1, "min_users_with_two": 1}
 RECIPES = {
@@ -83,23 +84,24 @@ def test_local_and_blocked_engines_give_the_same_model(spark, interactions, capl
     data = TrainingSet.build(interactions)
     fit = lambda **extra: recipe_for(  # noqa: E731
         "user-personalization", {**SMALL, **RECIPES["user-personalization"], **extra}).fit(data)
-    with caplog.at_level("INFO", logger="recsys_spark.recipes.user_personalization"):
+    with caplog.at_level("INFO", logger="recsys_spark.recipes.als"):
         local = fit()  # auto: far fewer interactions than local_max_interactions
         blocked = fit(local_max_interactions=data.rows - 1)
     assert [m for m in caplog.messages if "engine" in m] == [
         f"user-personalization: {engine} engine, {data.rows} interactions" for engine in ("local", "blocked")]
     # The blocked engine numbers users per Spark partition, the local one globally: same users, same factors
     # up to rounding (float32 CG turns a different summation order into ~1e-3 here; factors are ~1).
-    assert sorted(local.users["USER_ID"]) == sorted(blocked.users["USER_ID"])
-    mine = dict(zip(local.users["USER_ID"], local.users["FACTORS"]))
-    assert all(np.allclose(mine[u], f, atol=5e-3) for u, f in zip(blocked.users["USER_ID"], blocked.users["FACTORS"]))
+    local_users, blocked_users = local.users.to_pydict(), blocked.users.to_pydict()
+    assert sorted(local_users["USER_ID"]) == sorted(blocked_users["USER_ID"])
+    mine = dict(zip(local_users["USER_ID"], local_users["FACTORS"]))
+    assert all(np.allclose(mine[u], f, atol=5e-3) for u, f in zip(blocked_users["USER_ID"], blocked_users["FACTORS"]))
     assert np.allclose(local.item_factors, blocked.item_factors, atol=5e-3)
     assert np.abs(local.item_factors).max() > 0.5  # trained, not the tiny initial values
 
 
 def test_auto_keeps_the_local_engine_within_a_cluster_mode_drivers_memory_overhead():
-    from recsys_spark.recipes.settings import FactorSettings
-    from recsys_spark.recipes.user_personalization import choose_engine
+    from recsys_spark.core.settings import FactorSettings
+    from recsys_spark.recipes.als import choose_engine
 
     s, cluster = FactorSettings(), {"spark.submit.deployMode": "cluster"}
     assert choose_engine(s, 2_000_000, {}) == "local"  # client mode: the driver is not in a container

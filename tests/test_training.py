@@ -13,7 +13,8 @@ from recsys_spark.datasets.importer import run_imports
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import ConfigError, UserError
 from recsys_spark.inference.scoring import history_entries, recommend_users
-from recsys_spark.training import evaluate_version, get_version, list_versions, train_solution
+from recsys_spark.solutions.store import get_version, list_versions
+from recsys_spark.solutions.train import evaluate_version, train_solution
 
 SOLUTIONS = """
 solutions:
@@ -69,9 +70,11 @@ def test_a_loaded_version_scores_without_the_training_data(spark, trained, tmp_p
     import shutil
 
     shutil.copytree(versions["similar"].path, copy)  # the version alone, away from the warehouse
-    from recsys_spark.training import SolutionVersion
+    from recsys_spark.core.store import ArrowFiles, SolutionVersion, VersionStore
 
-    model = SolutionVersion("similar", "x", str(copy), versions["similar"].manifest).load_model(spark)
+    # Read with pyarrow alone, as the real-time server does, then scored by Spark.
+    store = VersionStore(str(tmp_path), ArrowFiles())
+    model = store.load_model(SolutionVersion("similar", "x", str(copy), versions["similar"].manifest))
     history = spark.createDataFrame([("new", "A1", 1, "view", 1.0), ("new", "A2", 2, "view", 1.0)],
                                     "USER_ID string, ITEM_ID string, TIMESTAMP long, EVENT_TYPE string, WEIGHT double")
     [row] = recommend_users(model, history_entries(history, model), 5).collect()
@@ -126,8 +129,8 @@ solutions:
 
 
 def test_ease_refuses_a_catalog_too_large_before_any_work():
-    from recsys_spark.recipes.ease import check_size
-    from recsys_spark.recipes.settings import EaseSettings
+    from recsys_spark.core.models.ease import check_size
+    from recsys_spark.core.settings import EaseSettings
 
     with pytest.raises(UserError, match=r"40,000 items, more than max_items = 30,000 \(the driver would need 35.8 GiB\)"):
         check_size(40_000, EaseSettings())
