@@ -1,15 +1,22 @@
-"""Filter semantics on a small hand-made dataset whose right answers are known by hand."""
+"""Filter semantics on a small hand-made dataset whose right answers are known by hand, through the path
+the batch job takes: plans compiled by the core against the catalog and the items table, per-user lists
+computed in Spark tasks, applied to a score block by the core."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from datasets_helpers import write
+from recsys_spark.config import Filter as NamedFilter
 from recsys_spark.config import load_config
+from recsys_spark.core.filters import RowFilters, apply_filter, bind, check_filter, parse_filter
+from recsys_spark.core.filters.plan import select_users
 from recsys_spark.datasets.importer import run_imports
 from recsys_spark.datasets.warehouse import Warehouse
-from recsys_spark.filters import bind, check_filter, parse_filter
-from recsys_spark.filters.compiler import compile_filter
+from recsys_spark.inference.filters import compile_plans, plan_user_lists
 
 CONFIG = """
 dataset_group:
@@ -51,10 +58,43 @@ def warehouse(spark, tmp_path_factory):
     return Warehouse(spark, config)
 
 
+def config_with(warehouse, text, recent=100):
+    """The warehouse's config with filter ``f`` = ``text`` (checked as `validate` does)."""
+    check_filter(parse_filter(text), warehouse.config.schema, text)
+    named = NamedFilter(name="f", expression=text, recent_per_event_type=recent)
+    return warehouse.config.model_copy(update={"filters": [named]})
+
+
+def evaluate(warehouse, text, bindings, users=(), queries=(), recent=100):
+    """Allowed items per user (or per related-items query item) with the filter bound to each of
+    ``bindings``: compiled, listed and applied exactly as the batch job does."""
+    wh = Warehouse(warehouse.spark, config_with(warehouse, text, recent))
+    catalog = np.array(CATALOG, dtype=object)
+    plans = compile_plans(wh, "f", [json.dumps(b, sort_keys=True) if b else None for b in bindings], catalog)
+    lists = plan_user_lists(wh, "f", plans)
+    per_user = {(r.USER_ID, r.BINDING_ID): r for r in lists.collect()} if lists is not None else {}
+    index = {item: i for i, item in enumerate(CATALOG)}
+    out = []
+    for b in range(len(bindings)):
+        keys = [("user", u) for u in users] + [("item", q) for q in queries]
+        rows = [per_user.get((k, b)) if kind == "user" else None for kind, k in keys]
+
+        def pairs(column):
+            found = [(i, index[item]) for i, r in enumerate(rows) if r is not None for item in (r[column] or [])]
+            return np.array([p[0] for p in found], np.int64), np.array([p[1] for p in found], np.int64)
+
+        filters = RowFilters(np.full(len(keys), b), np.ones(len(keys), bool),
+                             np.array([kind == "item" for kind, _ in keys]), np.array([k for _, k in keys], object),
+                             pairs("include"), pairs("exclude"),
+                             [frozenset(r.applies or ()) if r is not None else frozenset() for r in rows])
+        scores = np.ones((len(keys), len(CATALOG)), dtype=np.float32)
+        apply_filter(plans, scores, filters)
+        out.append({k: {CATALOG[j] for j in np.flatnonzero(np.isfinite(scores[i]))} for i, (_, k) in enumerate(keys)})
+    return out, plans
+
+
 def allowed(warehouse, text, values=None, recent=100):
-    parsed = parse_filter(text)
-    check_filter(parsed, warehouse.config.schema, text)
-    return compile_filter(bind(parsed, values), warehouse, recent).allowed(USERS, CATALOG)
+    return evaluate(warehouse, text, [values], users=USERS, recent=recent)[0][0]
 
 
 def same_for_all(result):
@@ -128,30 +168,27 @@ def test_values_with_quotes_and_sql_match_only_themselves(warehouse):
 
 
 def test_each_distinct_binding_is_compiled_once(warehouse):
-    from recsys_spark.filters.compiler import FilterPlans
-
-    plans = FilterPlans(parse_filter('INCLUDE ItemID WHERE Items.PRICE < $MAX | '
-                                     'EXCLUDE ItemID WHERE Items.GENRES IN ($G)'), warehouse)
-    first = plans.for_values({"MAX": "20"})
-    assert plans.for_values({"MAX": " 20 "}) is first and plans.for_values({"MAX": '"20"'}) is first
-    assert plans.for_values({"MAX": "20", "G": '"horror"'}) is not first
-    assert len(plans) == 2
+    text = 'INCLUDE ItemID WHERE Items.PRICE < $MAX | EXCLUDE ItemID WHERE Items.GENRES IN ($G)'
+    results, plans = evaluate(warehouse, text, [{"MAX": "20"}, {"MAX": " 20 "}, {"MAX": '"20"'},
+                                                {"MAX": "20", "G": '"horror"'}, {"G": '"horror"'}], users=["u1"])
+    assert plans[1] is plans[0] and plans[2] is plans[0] and plans[3] is not plans[0]
+    assert [r["u1"] for r in results[:4]] == [{"i1", "i2", "i4"}] * 4
+    assert plans[4].error == "filter f: filterValues: $MAX needed by `INCLUDE ItemID WHERE Items.PRICE < $MAX`"
 
 
 def test_current_item_conditions_for_related_items_queries(warehouse):
     text = 'INCLUDE ItemID WHERE Items.PRICE < CurrentItem.PRICE AND Items.GENRES IN CurrentItem.GENRES'
-    parsed = parse_filter(text)
-    check_filter(parsed, warehouse.config.schema, text)
-    queries = warehouse.spark.createDataFrame([("i2",), ("i3",), ("i4",)], "ITEM_ID string")
-    plan = compile_filter(bind(parsed, {}), warehouse, query_items=queries)
-    # i2 (drama, 15): cheaper items sharing a genre -> i1 (comedy|drama, 5); i3 (horror): none; i4 (no genre): none
-    assert plan.allowed_related(["i2", "i3", "i4"], CATALOG) == {"i2": {"i1"}, "i3": set(), "i4": set()}
-    mixed = parse_filter('EXCLUDE ItemID WHERE Items.GENRES IN CurrentItem.GENRES | '
-                         'EXCLUDE ItemID WHERE Items.PRICE > 20')
-    plan = compile_filter(mixed, warehouse, query_items=queries)
-    assert plan.allowed_related(["i2"], CATALOG)["i2"] == {"i4"}  # drama items out, then the expensive ones
-    with pytest.raises(Exception, match="CurrentItem conditions apply to related-items queries"):
-        compile_filter(bind(parsed, {}), warehouse)
+    # i2 (drama, 15): cheaper items sharing a genre -> i1 (comedy|drama, 5); i3 (horror): none; i4 (no genre):
+    # none; an item the items table does not have: none
+    [result], _ = evaluate(warehouse, text, [None], queries=["i2", "i3", "i4", "nope"])
+    assert result == {"i2": {"i1"}, "i3": set(), "i4": set(), "nope": set()}
+    mixed = 'EXCLUDE ItemID WHERE Items.GENRES IN CurrentItem.GENRES | EXCLUDE ItemID WHERE Items.PRICE > 20'
+    [result], _ = evaluate(warehouse, mixed, [None], users=["u3"], queries=["i2"])
+    assert result["i2"] == {"i4"}  # drama items out, then the expensive ones
+    assert result["u3"] == {"i1", "i2", "i4"}  # a user row: the item rule only
+    _, [plan] = evaluate(warehouse, 'INCLUDE ItemID WHERE Items.GENRES IN CurrentItem.GENRES IF CurrentUser.AGE > 1',
+                         [None], users=["u1"])
+    assert "CurrentItem conditions apply to related-items queries" in plan.error
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -161,21 +198,13 @@ def test_current_item_conditions_for_related_items_queries(warehouse):
     ('INCLUDE UserID WHERE Interactions.EVENT_TYPE IN ("view") | EXCLUDE UserID WHERE Users.AGE > 20', {"u2"}),
 ])
 def test_user_segment_filters(warehouse, text, expected):
-    from recsys_spark.filters.compiler import select_users
-
     parsed = parse_filter(text)
     check_filter(parsed, warehouse.config.schema, text)
-    assert {r.USER_ID for r in select_users(bind(parsed, {"AGE": "18"}), warehouse).collect()} == expected
+    users, events = warehouse.read("users").toArrow(), warehouse.read("interactions").toArrow()
+    assert select_users(bind(parsed, {"AGE": "18"}), users, events, warehouse.config.schema) == expected
 
 
-def test_named_filter_uses_its_recency_setting(warehouse, write_config):
-    from recsys_spark.filters.compiler import FilterPlans
-
-    text = warehouse.config.source.read_text() + """
-filters:
-  - {name: not-seen, expression: 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")', recent_per_event_type: 1}
-"""
-    config = load_config(write_config(text))
-    plans = FilterPlans.named("not-seen", Warehouse(warehouse.spark, config))
-    assert plans.recent_per_type == 1
-    assert plans.for_values({}).allowed(["u2"], CATALOG) == {"u2": {"i1", "i2", "i3", "i5"}}
+def test_named_filter_uses_its_recency_setting(warehouse):
+    text = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")'
+    assert allowed(warehouse, text, recent=1)["u2"] == {"i1", "i2", "i3", "i5"}
+    assert allowed(warehouse, text)["u2"] == {"i3", "i5"}

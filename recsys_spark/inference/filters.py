@@ -46,11 +46,13 @@ def compile_plans(warehouse: Warehouse, name: str, bindings: list[str | None], c
     None for none). A binding that cannot be bound gives a plan holding the error, which fails its lines."""
     parsed = warehouse.config.parsed_filter(name)
     items = items_metadata(warehouse, parsed)
-    plans = []
+    plans, compiled = [], {}
     for binding in bindings:
         try:
-            plans.append(compile_plan(bind(parsed, json.loads(binding) if binding else {}), catalog, items,
-                                      warehouse.config.schema))
+            bound = bind(parsed, json.loads(binding) if binding else {})
+            if bound not in compiled:  # values written differently (" 20 ", "20") bind to the same filter
+                compiled[bound] = compile_plan(bound, catalog, items, warehouse.config.schema)
+            plans.append(compiled[bound])
         except UserError as e:
             plans.append(FilterPlan(error=f"filter {name}: {e}"))
     return plans
@@ -78,9 +80,10 @@ def plan_user_lists(warehouse: Warehouse, name: str, plans: list[FilterPlan],
     user_columns = schemas["users"].names if schemas["users"] is not None else []
 
     def lists(batches):
-        table = pa.Table.from_batches(list(batches))
-        if not table.num_rows:
+        batches = list(batches)
+        if not batches:
             return
+        table = pa.Table.from_batches(batches)
         kind = table.column("KIND").to_numpy()
         events = table.filter(pa.array(kind == 0)).select(list(EVENT_COLUMNS)) if 0 in kind else None
         users = (table.filter(pa.array(kind == 1)).select([c for c in user_columns if c in table.column_names])

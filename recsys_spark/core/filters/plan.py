@@ -150,17 +150,34 @@ def user_lists(plan: FilterPlan, events: pa.Table | None, users: pa.Table | None
             if users_applying is not None:
                 recent = recent.filter(pc.is_in(recent.column("USER_ID"), users_applying))
             pairs["include" if e.action == "INCLUDE" else "exclude"].append(recent.select(["USER_ID", "ITEM_ID"]))
-    lists = [_grouped(pa.concat_tables(tables), "ITEM_ID", name, pa.string())
-             for name, tables in pairs.items() if tables]
+    lists = {name: _grouped(pa.concat_tables(tables), "ITEM_ID", name, pa.string())
+             for name, tables in pairs.items() if tables}
     if applies:
-        lists.append(_grouped(pa.concat_tables(applies), "applies", "applies", pa.int32()))
+        lists["applies"] = _grouped(pa.concat_tables(applies), "applies", "applies", pa.int32())
     if not lists:
         return USER_LISTS.empty_table()
-    out = lists[0]
-    for more in lists[1:]:
-        out = out.join(more, "USER_ID", join_type="full outer")
-    return pa.table({name: out.column(name) if name in out.column_names else pa.nulls(out.num_rows, t)
-                     for name, t in zip(USER_LISTS.names, USER_LISTS.types)})
+    # One row per user of any list (Arrow's joins take no list columns: aligned by position instead).
+    ids = pc.unique(pa.concat_arrays([t.column("USER_ID").combine_chunks() for t in lists.values()]))
+    return pa.table({name: ids if name == "USER_ID" else
+                     lists[name].column(name).take(pc.index_in(ids, lists[name].column("USER_ID")))
+                     if name in lists else pa.nulls(len(ids), kind)
+                     for name, kind in zip(USER_LISTS.names, USER_LISTS.types)}, schema=USER_LISTS)
+
+
+def select_users(bound: Filter, users: pa.Table, events: pa.Table | None,
+                 schema_of: Callable[[str], DatasetSchema | None]) -> set[str]:
+    """The user IDs a bound user-segment filter (``INCLUDE|EXCLUDE UserID ...``) selects among ``users``:
+    those matching an INCLUDE expression (everyone when there is none) minus those matching an EXCLUDE
+    one; an Interactions condition matches users with an interaction of those event types (``events``)."""
+    chosen = {"INCLUDE": set(), "EXCLUDE": set()}
+    for e in bound.expressions:
+        if e.target != "UserID":
+            raise UserError(f"`{e}` selects items, not users")
+        table, schema = (users, schema_of("users")) if e.dataset == "Users" else (events, None)
+        if table is not None:
+            chosen[e.action] |= set(table.filter(pa.array(matches(e.any_of, table, schema))).column("USER_ID").to_pylist())
+    everyone = set(users.column("USER_ID").to_pylist())
+    return (chosen["INCLUDE"] if any(e.action == "INCLUDE" for e in bound.expressions) else everyone) - chosen["EXCLUDE"]
 
 
 def _most_recent(events: pa.Table, limit: int) -> pa.Table:
