@@ -8,7 +8,8 @@ Three situations, one function (:func:`get_spark`):
   settings win; only keys it left unset get this package's defaults (Delta's SQL extension and catalog,
   UTC), and the config's ``spark.conf``.
 * A plain Python process: a local session is built with the Delta and S3A jars fetched by the install
-  step, S3A settings, UTC, quiet logs and Python workers on this interpreter.
+  step, S3A settings, UTC, quiet logs and Python workers on this interpreter; Spark's console progress
+  bar only when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -61,6 +62,23 @@ def local_conf(master: str, s3: S3Settings | None = None) -> dict[str, str]:
     return conf
 
 
+def console_progress_conf() -> dict[str, str]:
+    """Spark's console progress bar off when stderr is not a terminal; on a terminal, Spark's own default.
+
+    The bar redraws itself with carriage returns, which fill a log file (``make demo > demo.log 2>&1``).
+    The JVM that pyspark starts writes it to this process's file descriptor 2, so that is what is checked
+    (``sys.stderr`` may be replaced, e.g. in a notebook).
+    """
+    return {} if os.isatty(2) else {"spark.ui.showConsoleProgress": "false"}
+
+
+def local_settings(master: str, conf: Mapping[str, object] | None = None,
+                   s3: S3Settings | None = None) -> dict[str, object]:
+    """What :func:`get_spark` sets on the builder of a local session: the package's settings, then the
+    user's own ``spark.conf``, which wins."""
+    return {**local_conf(master, s3), **console_progress_conf(), **(conf or {})}
+
+
 def require_java(minimum: int = 17) -> int:
     """The major version of the Java that Spark will start; a clear error when it is missing or too old."""
     home = os.environ.get("JAVA_HOME")
@@ -100,6 +118,8 @@ def get_spark(app_name: str = "recsys-spark", *, master: str = "local[*]",
         return active
     builder = SparkSession.builder.appName(app_name)
     if launched_by_spark_submit():
+        # No progress-bar setting here: spark-submit pipes this process's stderr to the JVM, terminal or
+        # not, and gives a .py application no bar unless its conf asks for one.
         from pyspark import SparkConf
 
         launcher = SparkConf()
@@ -109,7 +129,7 @@ def get_spark(app_name: str = "recsys-spark", *, master: str = "local[*]",
         require_java()
         # Python workers must run this interpreter (with numpy, pyarrow), not whatever `python3` is first.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        settings = {**local_conf(master, s3), **(conf or {})}
+        settings = local_settings(master, conf, s3)
     for key, value in settings.items():
         builder = builder.config(key, _conf_value(value))
     return builder.getOrCreate()

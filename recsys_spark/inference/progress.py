@@ -9,6 +9,7 @@ On a terminal a tqdm bar (updated twice a second); otherwise (logs, scheduled jo
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -22,10 +23,12 @@ class Progress:
         """``lines_done``: an accumulator the tasks add their scored lines to."""
         self.spark, self.group, self.done, self.label, self.log_every = spark, group, lines_done, label, log_every
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Progress:
         self._started = time.perf_counter()
+        # A new thread starts with an empty context: run it in the caller's, so its log lines carry the
+        # caller's step (recsys_spark.logs.step_context) instead of `[step=-]`.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), daemon=True)
         self._thread.start()
         return self
 
