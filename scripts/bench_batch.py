@@ -81,27 +81,28 @@ class MemorySampler(threading.Thread):
 
 def spark_alone(spark, config) -> float:
     """Seconds of the batch job with a kernel that returns nothing (the real one is put back after)."""
-    from recsys_spark.inference import kernel
+    from recsys_spark.inference import frame
     from recsys_spark.inference.batch import run_batch
 
-    real = kernel.score_partition
-    kernel.score_partition = lambda *args: iter(())  # pickled by value into the tasks' closure
+    real = frame.score_partition
+    frame.score_partition = lambda *args: iter(())  # pickled by value into the tasks' closure
     try:
         started = time.perf_counter()
         run_batch(spark, config, "everyone")
         return time.perf_counter() - started
     finally:
-        kernel.score_partition = real
+        frame.score_partition = real
 
 
 def kernel_alone(model, users, seen_user, seen_item, user_ids, item_ids, task_users: int = 25_000) -> float:
-    """Seconds of the scoring tasks' Python kernel (kernel.score_partition + json_lines) on one core, in
+    """Seconds of the scoring tasks' Python kernel (score_partition + json_lines) on one core, in
     memory, over every user in tasks of ``task_users`` (the rows such a task receives: history entries and
     stored factors)."""
     import pyarrow as pa
     from threadpoolctl import threadpool_limits
 
-    from recsys_spark.inference.kernel import ENTRY, FACTORS, KernelSettings, json_lines, score_partition
+    from recsys_spark.core.kernels.lines import json_lines
+    from recsys_spark.core.kernels.scorer import ENTRY, FACTORS, KernelSettings, score_partition
 
     settings = KernelSettings(TOP, exclude_seen=True, fresh_after=1_700_000_000)
     catalog = np.argsort(np.argsort(item_ids))  # generated item i -> its index in the (sorted) catalog
@@ -165,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     from recsys_spark.config import load_config
     from recsys_spark.datasets.warehouse import Warehouse
     from recsys_spark.inference.batch import run_batch
-    from recsys_spark.recipes.base import to_spark
-    from recsys_spark.recipes.user_personalization import FactorModel
+    from recsys_spark.core.models.factors import FactorModel, user_table
+    from recsys_spark.recipes.fitting import to_spark
     from recsys_spark.session import get_spark
-    from recsys_spark.training import save_version
+    from recsys_spark.solutions.store import version_store
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="recsys-bench-batch-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -212,10 +213,13 @@ batch_jobs:
     # A solution version holding the synthetic factors, as `train` would have written it.
     order = np.argsort(item_ids)  # a model's catalog is sorted by item ID
     solution = config.solution("factors")
-    model = FactorModel(item_ids[order], np.ones(args.items, np.float32), items[order], solution.recipe_settings(),
-                        pd.DataFrame({"USER_ID": user_ids, "FACTORS": list(users)}))
-    save_version(spark, config, solution, model, {"datasets": warehouse.versions(), "newest_interaction": 1_700_000_000,
-                                                  "counts": {"interactions": len(seen_user)}})
+    settings = solution.recipe_settings()
+    model = FactorModel(item_ids[order], np.ones(args.items, np.float32), items[order], settings,
+                        user_table(user_ids, users))
+    version_store(spark, config).save(solution.name, model, {
+        "recipe": solution.recipe, "settings": settings.model_dump(), "events": solution.events.model_dump(),
+        "datasets": warehouse.versions(), "newest_interaction": 1_700_000_000,
+        "counts": {"interactions": len(seen_user)}})
     results = {}
 
     sampler = MemorySampler()

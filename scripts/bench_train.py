@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from pyspark.sql import functions as F
 
+    from recsys_spark.core.models.base import matrix_of
     from recsys_spark.recipes import TrainingSet, recipe_for
-    from recsys_spark.recipes.base import to_spark
+    from recsys_spark.recipes.fitting import to_spark
     from recsys_spark.session import get_spark
 
     user, item, ts = synthetic(args.users, args.items, args.per_user)
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         # Back to integer ids for the shared NDCG function.
         users_f = np.zeros((args.users, args.factors), np.float32)
-        users_f[model.users["USER_ID"].astype(int).to_numpy()] = np.stack(model.users["FACTORS"].to_numpy())
+        trained = np.asarray(model.users.column("USER_ID").to_pylist(), dtype=int)
+        users_f[trained] = matrix_of(model.users.column("FACTORS"))
         items_f = np.zeros((args.items, args.factors), np.float32)
         items_f[model.item_ids.astype(int)] = model.item_factors
         results[name] = (seconds, ndcg_at_10(users_f, items_f, train, test, sample))

@@ -35,7 +35,7 @@ def load_movielens(spark, folder: Path):
     """ml-100k.inter as interactions: USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE 'rating', WEIGHT 1."""
     import pandas as pd
 
-    from recsys_spark.recipes.base import to_spark
+    from recsys_spark.recipes.fitting import to_spark
 
     path = folder / "ml-100k.inter"
     if not path.is_file():
