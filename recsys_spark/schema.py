@@ -3,14 +3,14 @@
 A schema is a flat record: each field has a ``name``, a ``type`` (``string``, ``int``, ``long``, ``float``,
 ``double``, ``boolean``, or a nullable union such as ``["null", "string"]``) and optional ``categorical`` /
 ``textual`` flags. :meth:`DatasetSchema.problems` checks the rules of one dataset (required and reserved
-fields, flags, limits); :meth:`DatasetSchema.struct_type` gives the Spark type of its Delta table.
+fields, flags, limits); :meth:`DatasetSchema.arrow_schema` gives its columns' types.
 
 >>> s = DatasetSchema.model_validate({"fields": [{"name": "ITEM_ID", "type": "string"},
 ...                                              {"name": "GENRES", "type": ["null", "string"], "categorical": True}]})
 >>> s.problems("items")
 []
->>> s.struct_type().simpleString()
-'struct<ITEM_ID:string,GENRES:string>'
+>>> s.arrow_schema().names
+['ITEM_ID', 'GENRES']
 """
 
 from __future__ import annotations
@@ -165,13 +165,14 @@ class DatasetSchema(BaseModel):
         return [f.name for f in self.metadata_fields(dataset)
                 if f.base_type == "string" and not (f.categorical or f.textual)]
 
-    def struct_type(self):
-        """The Spark schema of the dataset's Delta table, fields in schema order."""
-        from pyspark.sql import types as T
+    def arrow_schema(self):
+        """The dataset's columns as an Arrow schema, fields in schema order (the Delta table's Spark type is
+        made from it)."""
+        import pyarrow as pa
 
-        spark_types = {"string": T.StringType(), "int": T.IntegerType(), "long": T.LongType(),
-                       "float": T.FloatType(), "double": T.DoubleType(), "boolean": T.BooleanType()}
-        return T.StructType([T.StructField(f.name, spark_types[f.base_type], f.nullable) for f in self.fields])
+        types = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
+                 "double": pa.float64(), "boolean": pa.bool_()}
+        return pa.schema([pa.field(f.name, types[f.base_type], f.nullable) for f in self.fields])
 
     def _at(self, name: str, *rest: str) -> tuple[str | int, ...]:
         return ("fields", self.names.index(name), *rest)

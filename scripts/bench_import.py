@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from recsys_spark.config import ImportJob, load_config  # noqa: E402
 from recsys_spark.datasets.importer import import_csv  # noqa: E402
-from recsys_spark.datasets.warehouse import Warehouse  # noqa: E402
+from recsys_spark.datasets.warehouse import Warehouse, struct_type  # noqa: E402
 from recsys_spark.session import session_for  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> int:
     schema = config.schema("interactions")
 
     def plain(i: int) -> int:
-        frame = spark.read.csv(args.csv, header=True, schema=schema.struct_type())
+        frame = spark.read.csv(args.csv, header=True, schema=struct_type(schema))
         frame.write.format("delta").save(str(work / f"plain-{i}"))
         return spark.read.format("delta").load(str(work / f"plain-{i}")).count()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from delta.tables import DeltaTable
 
 from recsys_spark.doctor import delta_round_trip
+from recsys_spark.datasets.warehouse import struct_type
 from recsys_spark.schema import DatasetSchema
 
 
@@ -29,7 +30,7 @@ def test_schema_becomes_the_delta_table_schema(spark, tmp_path):
     ]})
     location = str(tmp_path / "items")
     rows = [("i1", "a|b", 1999, 9.5, True, 1_700_000_000), ("i2", None, None, 1.0, False, 1_700_000_001)]
-    spark.createDataFrame(rows, schema.struct_type()).write.format("delta").save(location)
+    spark.createDataFrame(rows, struct_type(schema)).write.format("delta").save(location)
     back = spark.read.format("delta").load(location)
     assert back.schema.simpleString() == \
         "struct<ITEM_ID:string,GENRES:string,YEAR:int,PRICE:double,IN_STOCK:boolean,CREATION_TIMESTAMP:bigint>"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from recsys_spark.config import load_config
+from recsys_spark.datasets.warehouse import struct_type
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ def test_synthetic_csv_reads_with_the_schema_in_spark(spark, synthetic):
     config = load_config(REPO / "configs" / "synthetic-ecommerce.yaml")
     for dataset in ("users", "items", "interactions"):
         path = str(synthetic / f"{dataset}.csv")
-        frame = spark.read.csv(path, header=True, schema=config.schema(dataset).struct_type(), mode="FAILFAST")
+        frame = spark.read.csv(path, header=True, schema=struct_type(config.schema(dataset)), mode="FAILFAST")
         assert frame.count() == len(pd.read_csv(path)), dataset
 
 

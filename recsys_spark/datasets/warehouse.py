@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from recsys_spark.config import Config
 from recsys_spark.errors import UserError
@@ -46,6 +47,11 @@ def bookkeeping_fields(dataset: str) -> list[T.StructField]:
     if dataset == "interactions":
         fields.append(T.StructField(EVENT_ID, T.StringType(), True))
     return fields
+
+
+def struct_type(schema: DatasetSchema) -> T.StructType:
+    """The Spark type of a dataset's columns, fields in schema order."""
+    return from_arrow_schema(schema.arrow_schema())
 
 
 def interaction_key(schema: DatasetSchema) -> list[str]:
@@ -81,7 +87,7 @@ class Warehouse:
 
     def table_type(self, dataset: str) -> T.StructType:
         """The Delta table's Spark schema: the dataset schema's fields, then the bookkeeping columns."""
-        return T.StructType(list(self.schema(dataset).struct_type().fields) + bookkeeping_fields(dataset))
+        return T.StructType(list(struct_type(self.schema(dataset)).fields) + bookkeeping_fields(dataset))
 
     def exists(self, dataset_path: str) -> bool:
         from delta.tables import DeltaTable
