@@ -10,6 +10,7 @@ file, job id) to ``<root>/_rejects/<dataset>`` and counts; only if the reject ra
   their (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE) is not there yet, so importing a file twice adds nothing.
 
 A run killed before its commit leaves the table at its previous version; every run is recorded in ``_jobs``.
+The rejects, the ratio check and the INCREMENTAL upsert are ingestion's too (:mod:`.writes`).
 
 >>> results = run_imports(spark, config)                          # doctest: +SKIP
 >>> results[0].accepted, results[0].rejected                      # doctest: +SKIP
@@ -21,14 +22,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_spark.config import Config, ImportJob
-from recsys_spark.datasets.csv_source import FILE, LINE, ORDER, read_csv
-from recsys_spark.datasets.validation import BAD, reason, validate
-from recsys_spark.datasets.warehouse import (BULK, EVENT_ID, ID_FIELD, ORIGIN, Warehouse, interaction_key,
-                                             table_version)
+from recsys_spark.datasets import writes
+from recsys_spark.datasets.csv_source import read_csv
+from recsys_spark.datasets.validation import BAD, validate
+from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
 
@@ -88,27 +89,19 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
         rows = read_csv(spark, job.source, schema, job.allow_extra_columns, with_order=job.dataset in ID_FIELD)
         checked = validate(rows, schema)
 
-        # Pass 1: keep the rejects (a log, even when the job then fails) and count.
+        # Pass 1: keep the rejects (a log, even when the job then fails) and count them in the same scan.
         stats = Observation(f"import-{run.job_id}")
-        rejects = (checked.observe(stats, F.count(F.lit(1)).alias("read"),
-                                   F.count_if(F.col(BAD)).alias("rejected"))
-                   .where(F.col(BAD))
-                   .select(F.lit(run.job_id).alias("job_id"), F.lit(job.dataset).alias("dataset"),
-                           F.col(FILE).alias("source_file"), F.col(LINE).alias("line"), reason(schema).alias("reason"),
-                           F.current_timestamp().alias("rejected_at")))
-        warehouse.append_rejects(job.dataset, rejects)
+        writes.append_rejects(warehouse, job.dataset, checked.observe(stats, *writes.reject_counts()), run.job_id)
         read, rejected = stats.get["read"], stats.get["rejected"]
         result = ImportResult(run.job_id, job.dataset, job.mode, job.source, read, read - rejected, rejected)
         result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
         run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
         if read == 0:
             raise UserError(f"source {job.source} has no data rows; nothing imported")
-        if rejected / read > job.max_reject_ratio:
-            raise UserError(
-                f"{rejected:,} of {read:,} rows of {job.source} were rejected ({rejected / read:.1%}), above "
-                f"max_reject_ratio {job.max_reject_ratio:.1%}; nothing was imported. Reasons are in "
-                f"{warehouse.rejects_path(job.dataset)} (job_id {run.job_id}), e.g.: "
-                + "; ".join(why for _, why in result.sample_rejects[:3]))
+        writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
+                                  what=f"rows of {job.source}", setting="max_reject_ratio",
+                                  outcome="nothing was imported",
+                                  examples=[why for _, why in result.sample_rejects[:3]])
 
         # Pass 2: the accepted rows, as one Delta commit. (`observe` also keeps Spark from pushing the filter
         # into the CSV parsing, where it would parse each line once per field.)
@@ -117,7 +110,8 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
         if job.mode == "FULL":
             _replace_bulk(warehouse, job.dataset, accepted, result)
         else:
-            _upsert(warehouse, job.dataset, accepted, result)
+            result.inserted, result.updated = writes.upsert(warehouse, job.dataset, accepted, BULK)
+            result.unchanged = result.accepted - result.inserted - result.updated
         if written.get["rows"] != result.accepted:  # the source changed between the two passes
             run.metrics["second_pass_rows"] = written.get["rows"]
             log.warning("%s changed during the import: %d valid rows in the first pass, %d written; rerun it",
@@ -128,55 +122,22 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     return result
 
 
-def table_rows(warehouse: Warehouse, dataset: str, rows: DataFrame, origin: str,
-               event_id: str | None = None) -> DataFrame:
-    """Rows in the table's column order: schema fields, then bookkeeping columns."""
-    columns = [F.col(f"`{n}`") for n in warehouse.schema(dataset).names] + [F.lit(origin).alias(ORIGIN)]
-    if dataset == "interactions":
-        columns.append((F.col(event_id) if event_id else F.lit(None).cast("string")).alias(EVENT_ID))
-    return rows.select(*columns)
-
-
-def latest_per_id(rows: DataFrame, id_field: str) -> DataFrame:
-    """One row per ID: the last in ``_order`` (file order), as the managed service keeps the newest record."""
-    newest = Window.partitionBy(id_field).orderBy(F.col(ORDER).desc())
-    return rows.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
-
-
 def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:
     path = warehouse.path(dataset)
     if dataset == "interactions":
-        rows = table_rows(warehouse, dataset, accepted, BULK)
+        rows = writes.table_rows(warehouse, dataset, accepted, BULK)
         rows.write.format("delta").mode("overwrite").option("replaceWhere", f"{ORIGIN} = '{BULK}'").save(path)
         result.inserted = result.accepted
         return
     # Users and items: one row per ID; ingested records for IDs the file does not have stay.
     key = ID_FIELD[dataset]
-    rows = table_rows(warehouse, dataset, latest_per_id(accepted, key), BULK)
+    rows = writes.table_rows(warehouse, dataset, writes.latest_per_id(accepted, key), BULK)
     kept = warehouse.read(dataset, bookkeeping=True).where(F.col(ORIGIN) != BULK).join(rows, key, "left_anti")
     written = Observation(f"full-{result.job_id}")
     (rows.unionByName(kept).observe(written, F.count_if(F.col(ORIGIN) == BULK).alias("bulk"))
      .write.format("delta").mode("overwrite").save(path))
     result.inserted = written.get["bulk"]
     result.unchanged = result.accepted - result.inserted
-
-
-def _upsert(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:
-    from delta.tables import DeltaTable
-
-    target = DeltaTable.forPath(warehouse.spark, warehouse.path(dataset)).alias("t")
-    if dataset == "interactions":
-        key = interaction_key(warehouse.schema(dataset))
-        rows = table_rows(warehouse, dataset, accepted.dropDuplicates(key), BULK).alias("s")
-        condition = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in key)
-        metrics = target.merge(rows, condition).whenNotMatchedInsertAll().execute().first()
-    else:
-        key = ID_FIELD[dataset]
-        rows = table_rows(warehouse, dataset, latest_per_id(accepted, key), BULK).alias("s")
-        metrics = (target.merge(rows, f"t.`{key}` = s.`{key}`").whenMatchedUpdateAll().whenNotMatchedInsertAll()
-                   .execute().first())
-    result.inserted, result.updated = metrics.num_inserted_rows, metrics.num_updated_rows
-    result.unchanged = result.accepted - result.inserted - result.updated
 
 
 def _sample_rejects(warehouse: Warehouse, dataset: str, job_id: str, n: int = 5) -> list[tuple[str, str]]:

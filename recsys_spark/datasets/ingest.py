@@ -27,10 +27,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_spark.config import Config
+from recsys_spark.datasets import writes
 from recsys_spark.datasets.csv_source import FILE, LINE, ORDER
-from recsys_spark.datasets.importer import latest_per_id, table_rows
-from recsys_spark.datasets.validation import BAD, FORMAT_ERROR, reason, validate
-from recsys_spark.datasets.warehouse import EVENT_ID, ID_FIELD, STREAM, Warehouse, interaction_key
+from recsys_spark.datasets.validation import BAD, FORMAT_ERROR, validate
+from recsys_spark.datasets.warehouse import EVENT_ID, ID_FIELD, STREAM, Warehouse
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
 from recsys_spark.schema import DatasetSchema
@@ -95,23 +95,19 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
         batch = batch.withColumn(ORDER, F.struct(FILE, "_block", F.monotonically_increasing_id()))
         checked = validate(_records(batch, dataset, schema), schema).persist()
         try:
-            stats = checked.agg(F.count(F.lit(1)).alias("read"),
-                                F.count_if(F.col(BAD)).alias("rejected")).first()
-            if not stats.read:
+            # Its own action, not observed during the rejects' append: a replayed batch's append is skipped
+            # (its transaction id was seen) and would leave an observation empty.
+            read, rejected = checked.agg(*writes.reject_counts()).first()
+            if not read:
                 return
-            rejects = checked.where(F.col(BAD)).select(
-                F.lit(f"{app_id}:{batch_id}").alias("job_id"), F.lit(dataset).alias("dataset"),
-                F.col(FILE).alias("source_file"), F.col(LINE).alias("line"), reason(schema).alias("reason"),
-                F.current_timestamp().alias("rejected_at"))
-            # The transaction id makes a replayed batch's append a no-op.
-            warehouse.append_rejects(dataset, rejects, txn=(app_id, batch_id))
-            if stats.rejected / stats.read > max_ratio:
-                raise UserError(f"{stats.rejected:,} of {stats.read:,} records in new files under {source} were "
-                                f"rejected, above ingest.max_reject_ratio {max_ratio:.1%}; nothing was ingested "
-                                f"from them. Reasons are in {warehouse.rejects_path(dataset)}.")
-            merged = _merge(warehouse, dataset, checked.where(~F.col(BAD)))
-            result.add(dataset, read=stats.read, accepted=stats.read - stats.rejected, rejected=stats.rejected,
-                       inserted=merged.num_inserted_rows, updated=merged.num_updated_rows)
+            job_id = f"{app_id}:{batch_id}"
+            writes.append_rejects(warehouse, dataset, checked, job_id, txn=(app_id, batch_id))
+            writes.check_reject_ratio(warehouse, dataset, job_id, read, rejected, max_ratio,
+                                      what=f"records in new files under {source}", setting="ingest.max_reject_ratio",
+                                      outcome="nothing was ingested from them")
+            inserted, updated = writes.upsert(warehouse, dataset, checked.where(~F.col(BAD)), STREAM)
+            result.add(dataset, read=read, accepted=read - rejected, rejected=rejected, inserted=inserted,
+                       updated=updated)
         finally:
             checked.unpersist()
 
@@ -172,25 +168,6 @@ def _joined_list(value: Column) -> Column:
     """A JSON list of item IDs as the service's ``a|b|c``; a plain string as it is."""
     as_list = F.from_json(value, "ARRAY<STRING>")
     return F.when(value.startswith("["), F.array_join(as_list, "|")).otherwise(value)
-
-
-def _merge(warehouse: Warehouse, dataset: str, accepted: DataFrame):
-    from delta.tables import DeltaTable
-
-    target = DeltaTable.forPath(warehouse.spark, warehouse.path(dataset)).alias("t")
-    if dataset == "interactions":
-        key = interaction_key(warehouse.schema(dataset))
-        with_id = accepted.where(F.col(EVENT_ID).isNotNull()).dropDuplicates([EVENT_ID])
-        without_id = accepted.where(F.col(EVENT_ID).isNull()).dropDuplicates(key)
-        rows = table_rows(warehouse, dataset, with_id.unionByName(without_id), STREAM, EVENT_ID).alias("s")
-        same_key = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in key)
-        condition = f"(s.{EVENT_ID} IS NOT NULL AND t.{EVENT_ID} = s.{EVENT_ID}) OR " \
-                    f"(s.{EVENT_ID} IS NULL AND {same_key})"
-        return target.merge(rows, condition).whenNotMatchedInsertAll().execute().first()
-    key = ID_FIELD[dataset]
-    rows = table_rows(warehouse, dataset, latest_per_id(accepted, key), STREAM).alias("s")
-    return (target.merge(rows, f"t.`{key}` = s.`{key}`").whenMatchedUpdateAll().whenNotMatchedInsertAll()
-            .execute().first())
 
 
 def _writer_id(spark: SparkSession, checkpoint: str) -> str:

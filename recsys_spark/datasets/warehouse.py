@@ -134,13 +134,6 @@ class Warehouse:
                                           f"not in the table: {', '.join(missing)}" if missing else ""]))
                 + ". Export the data, remove the table folder and import again with the new schema.")
 
-    def append_rejects(self, dataset: str, rejects: DataFrame, txn: tuple[str, int] | None = None) -> None:
-        """Append rows of REJECTS_SCHEMA; ``txn`` (app id, version) makes a retried append a no-op."""
-        writer = rejects.select(*REJECTS_SCHEMA.names).write.format("delta").mode("append")
-        if txn is not None:
-            writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-        writer.save(self.rejects_path(dataset))
-
 
 def table_version(spark: SparkSession, path: str) -> int | None:
     from delta.tables import DeltaTable
