@@ -19,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RECIPES = ["popularity-count", "trending-now", "sims", "user-personalization", "personalized-ranking", "ease"]
+from recsys_spark.core import registry  # noqa: E402
+
+RECIPES = list(registry.RECIPES)
 # The recommenders project's README table for MovieLens-100k (k = 10): name -> (MAP, nDCG@10, P@10, R@10).
 PUBLISHED = {
     "BiVAE": (0.146126, 0.475077, 0.411771, 0.219145),
