@@ -4,7 +4,7 @@ PY := .venv/bin/python
 DATA := data/synthetic
 CONFIG := configs/synthetic-ecommerce.yaml
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 install:
 	@bash scripts/install.sh
@@ -16,6 +16,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The daily tier: the core and everything without Spark (about half a minute).
+test-fast: install
+	$(PY) -m pytest -q -m "not spark"
 
 clean:
 	rm -rf .venv data warehouse out .pytest_cache

@@ -1,4 +1,4 @@
-"""The YAML config (DESIGN.md section 5) loaded into typed, validated objects.
+"""The YAML config (docs/configuration.md) loaded into typed, validated objects.
 
 :func:`load_config` reads the file with YAML's safe loader, replaces ``${VAR}`` with environment variables,
 inlines schema files (``schemas: {items: {file: items.avsc}}``), validates every key and the managed
@@ -6,7 +6,8 @@ service's schema rules, resolves relative local paths against the config's folde
 :class:`Config` or raises one :class:`~recsys_spark.errors.ConfigError` listing every problem with its
 file, line and key path::
 
-    >>> cfg = load_config("configs/movielens.yaml")          # doctest: +SKIP
+    >>> from pathlib import Path
+    >>> cfg = load_config(Path(__file__).parent.parent / "configs" / "movielens.yaml")
     >>> cfg.solution("top-picks").recipe
     'user-personalization'
 """

@@ -1,4 +1,4 @@
-"""Offline evaluation: the two protocols of DESIGN.md section 10, computed with Spark.
+"""Offline evaluation: the two protocols (docs/architecture.md), computed with Spark.
 
 * :func:`evaluate_service` -- the managed service's solution metrics: 10% of users held out of training;
   each held-out user's oldest 90% of interactions is the input (folded in by factor models, the history of

@@ -30,7 +30,7 @@ DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
-# One BLAS thread per Python worker: Spark already runs a task per core (DESIGN.md section 11).
+# One BLAS thread per Python worker: Spark already runs a task per core .
 ONE_BLAS_THREAD = {f"spark.executorEnv.{v}": "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                             "MKL_NUM_THREADS")}
 LAUNCHED_DEFAULTS = {**DELTA_CONF, "spark.sql.session.timeZone": "UTC", **ONE_BLAS_THREAD}
@@ -107,8 +107,8 @@ def get_spark(app_name: str = "recsys-spark", *, master: str = "local[*]",
 
     ``conf`` (the config's ``spark.conf``) and ``s3`` apply only when this call creates the session.
 
-    >>> spark = get_spark("demo", master="local[2]", conf={"spark.sql.shuffle.partitions": 4})
-    >>> spark.range(3).count()
+    >>> spark = get_spark("demo", master="local[2]", conf={"spark.sql.shuffle.partitions": 4})  # doctest: +SKIP
+    >>> spark.range(3).count()  # doctest: +SKIP
     3
     """
     from pyspark.sql import SparkSession

@@ -26,6 +26,17 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
           "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+SPARK_FIXTURES = {"spark", "cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs a Spark session or cluster ``spark``, so ``-m "not spark"`` (``make
+    test-fast``) runs the rest: the core, config, filters' language, the CLI's Spark-free commands."""
+    for item in items:
+        if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.spark)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

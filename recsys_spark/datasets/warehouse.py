@@ -1,6 +1,6 @@
 """Where a dataset group's tables live, and the Delta operations every job shares.
 
-Layout under the root (DESIGN.md section 4)::
+Layout under the root (docs/architecture.md)::
 
     <root>/interactions/  <root>/users/  <root>/items/   one Delta table per dataset
     <root>/_rejects/<dataset>/                           rows that failed validation, with reasons

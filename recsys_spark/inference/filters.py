@@ -5,7 +5,7 @@ once by user), so batch, evaluation and the real-time server apply the same pred
 
 >>> plans = compile_plans(warehouse, "not-bought", [None], model.item_ids)       # doctest: +SKIP
 >>> lists = plan_user_lists(warehouse, "not-bought", plans)                       # doctest: +SKIP
->>> lists.columns
+>>> lists.columns                                                                 # doctest: +SKIP
 ['USER_ID', 'BINDING_ID', 'include', 'exclude', 'applies']
 """
 

@@ -6,7 +6,7 @@ scored as one float32 matrix, excluded items at minus infinity, top-k selection.
 Python loop and no users x items join.
 
 >>> recs = recommend_users(model, history_entries(interactions, model), k=25)   # doctest: +SKIP
->>> recs.columns
+>>> recs.columns                                                                  # doctest: +SKIP
 ['USER_ID', 'ITEMS', 'SCORES', 'FALLBACK']
 """
 

@@ -6,6 +6,7 @@ Binding replaces each ``$PARAM`` by its values; an EXCLUDE expression with a par
 is skipped, an INCLUDE expression with one is an error. The bound filter has no parameters left and is
 hashable, so a batch computes each distinct binding once.
 
+>>> from recsys_spark.core.filters.syntax import parse_filter
 >>> bind(parse_filter('INCLUDE ItemID WHERE Items.GENRE IN ($G)'), {"G": '"comedy","drama"'}).__str__()
 'INCLUDE ItemID WHERE Items.GENRE IN ("comedy", "drama")'
 """

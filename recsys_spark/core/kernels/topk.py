@@ -1,6 +1,6 @@
 """The top-k selection kernel: the ``k`` best columns of every row of a score block.
 
-A full ``argpartition`` over every column is the bottleneck of batch scoring (DESIGN.md section 11), so
+A full ``argpartition`` over every column is the bottleneck of batch scoring, so
 the selection first finds a per-row threshold that the ``k``-th best value cannot be below: the ``k``-th
 largest of the maxima of ``chunks`` disjoint column sets (``k`` different columns reach it). Only the
 values at or above it survive, typically little more than ``k`` per row, and those are sorted. The sets

@@ -3,7 +3,7 @@ seen-item exclusion still apply per user).
 
 >>> import numpy as np
 >>> from recsys_spark.core.settings import TrendingSettings
->>> trend_scores(np.array([10.0, 1.0]), np.array([0.0, 0.0]), TrendingSettings()).round(2).tolist()
+>>> [round(float(x), 2) for x in trend_scores(np.array([10.0, 1.0]), np.array([0.0, 0.0]), TrendingSettings())]
 [2.0, -1.91]
 """
 
