@@ -13,6 +13,8 @@ from recsys_spark.evaluation import evaluate_service, ranking_metrics
 from recsys_spark.inference.scoring import history_entries, recommend_users, stored_factors
 from recsys_spark.core.kernels.topk import top_k
 from recsys_spark.core.models.base import UserBlock
+from recsys_spark.core.registry import RECIPES as REGISTRY
+from recsys_spark.core.store import ArrowFiles, VersionStore
 from recsys_spark.recipes import TrainingSet, recipe_for
 from recsys_spark.core.kernels.als import gram, solve_block
 from recsys_spark.recipes.fitting import to_spark
@@ -120,6 +122,38 @@ def test_mllib_engine_learns_the_same_structure(spark, interactions):
     model = recipe_for("user-personalization", settings).fit(TrainingSet.build(interactions))
     recs = recommend_users(model, history_entries(interactions, model), 5, factors=stored_factors(spark, model))
     assert group_share(recs) > 0.9
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_recipe_fits_a_model_that_survives_save_and_load(spark, interactions, tmp_path, name):
+    recipe = REGISTRY[name]
+    settings = {**SMALL, **RECIPES.get(name, {})}
+    model = recipe_for(name, settings).fit(TrainingSet.build(interactions))
+    assert type(model) is recipe.model and model.recipe == name
+    store = VersionStore(str(tmp_path), ArrowFiles())  # pyarrow alone, as the real-time server reads
+    store.save("s", model, {"recipe": name, "settings": settings})
+    loaded = store.load_model(store.get("s"))
+    assert type(loaded) is type(model) and loaded.recipe == name and list(loaded.item_ids) == list(model.item_ids)
+    block = UserBlock.from_lists([[0, 3, 5], [1], []], timestamps=[[1, 2, 3], [4], []])
+    np.testing.assert_allclose(loaded.score_users(block), model.score_users(block), rtol=1e-6)
+    if recipe.scores_items:
+        np.testing.assert_array_equal(loaded.score_items(np.array([0, 2])), model.score_items(np.array([0, 2])))
+    assert (loaded.users is not None) == recipe.stores_users
+    if recipe.stores_users:
+        assert loaded.users.equals(model.users)
+
+
+def test_trending_now_fits_the_growth_of_the_latest_window(spark, interactions):
+    frame = interactions.toPandas()
+    model = recipe_for("trending-now", {**SMALL, "window_days": 1.0, "smoothing": 2.0}).fit(
+        TrainingSet.build(interactions))
+    end, day = frame["TIMESTAMP"].max(), 86400
+    latest = frame[frame["TIMESTAMP"] > end - day].groupby("ITEM_ID").size()
+    previous = frame[(frame["TIMESTAMP"] <= end - day) & (frame["TIMESTAMP"] > end - 2 * day)].groupby("ITEM_ID").size()
+    counts = lambda s: np.array([s.get(i, 0) for i in model.item_ids], dtype=float)  # noqa: E731
+    expected = trend_scores(counts(latest), counts(previous), TrendingSettings(window_days=1.0, smoothing=2.0))
+    np.testing.assert_allclose(model.scores, expected, rtol=1e-6)
+    assert model.recipe == "trending-now" and (model.scores > 0).any() and (model.scores < -1).any()
 
 
 def test_trending_ranks_growth_and_puts_quiet_items_last():
