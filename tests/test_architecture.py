@@ -122,7 +122,8 @@ def test_validate_and_filter_validate_run_without_pyspark(tmp_path):
         assert main(["validate", "--config", {str(config)!r}]) == 0
         assert main(["filter", "validate", "--config", {str(config)!r},
                      'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")']) == 0
-        assert main(["filter", "validate", "--config", {str(config)!r}, 'INCLUDE ItemID WHERE Items.NOPE IN ("x")']) == 2
+        assert main(["filter", "validate", "--config", {str(config)!r},
+                     'INCLUDE ItemID WHERE Items.NOPE IN ("x")']) == 2
         import pyspark
     """, tmp_path)
     assert "No module named 'pyspark' (hidden by the test)" in done.stderr, done.stderr

@@ -82,7 +82,8 @@ class VersionStore:
         for name in self.files.list_folders(base):
             manifest = f"{base}/{name}/{MANIFEST}"
             if self.files.exists(manifest):
-                out.append(SolutionVersion(solution, name, f"{base}/{name}", json.loads(self.files.read_text(manifest))))
+                facts = json.loads(self.files.read_text(manifest))
+                out.append(SolutionVersion(solution, name, f"{base}/{name}", facts))
         return out
 
     def get(self, solution: str, version: str | None = None) -> SolutionVersion:

@@ -10,7 +10,6 @@ SAR does. Items with no similarity to the query rank after every similar item, b
 
 from __future__ import annotations
 
-import numpy as np
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 

@@ -175,9 +175,10 @@ def select_users(bound: Filter, users: pa.Table, events: pa.Table | None,
             raise UserError(f"`{e}` selects items, not users")
         table, schema = (users, schema_of("users")) if e.dataset == "Users" else (events, None)
         if table is not None:
-            chosen[e.action] |= set(table.filter(pa.array(matches(e.any_of, table, schema))).column("USER_ID").to_pylist())
-    everyone = set(users.column("USER_ID").to_pylist())
-    return (chosen["INCLUDE"] if any(e.action == "INCLUDE" for e in bound.expressions) else everyone) - chosen["EXCLUDE"]
+            matched = table.filter(pa.array(matches(e.any_of, table, schema)))
+            chosen[e.action] |= set(matched.column("USER_ID").to_pylist())
+    included = any(e.action == "INCLUDE" for e in bound.expressions)
+    return (chosen["INCLUDE"] if included else set(users.column("USER_ID").to_pylist())) - chosen["EXCLUDE"]
 
 
 def _most_recent(events: pa.Table, limit: int) -> pa.Table:
