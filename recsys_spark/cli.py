@@ -233,6 +233,28 @@ def pipeline_run(config_path: str, steps: str | None, samples: int) -> None:
         click.echo(show_samples(spark, config, config.batch_jobs[0].name, samples))
 
 
+@cli.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (another than loopback needs key pairs: see serve.keys_file).")
+@click.option("--port", default=8080, show_default=True, type=int)
+def serve(config_path: str, host: str, port: int) -> None:
+    """Answer the managed service's real-time APIs (GetRecommendations, PutEvents, ...) for the config's
+    campaigns, without Spark."""
+    from recsys_spark.config import load_config
+
+    try:
+        from recsys_spark.serving.server import Server
+    except ImportError as e:
+        raise UserError(f"serve needs the serve extra ({e.name} is missing): pip install 'recsys_spark[serve]'")
+    server = Server(load_config(config_path))
+    if host not in ("127.0.0.1", "localhost", "::1") and not server.app.keys:
+        raise UserError(f"--host {host}: a server reachable from other hosts needs key pairs "
+                        "(RECSYS_SPARK_SERVE_KEYS or serve.keys_file); without them it answers loopback only")
+    click.echo(f"serving {', '.join(c.name for c in server.config.campaigns)} on http://{host}:{port}", err=True)
+    server.run(host, port)
+
+
 @cli.group("filter")
 def filter_group() -> None:
     """Filter expressions in the managed service's language."""

@@ -182,12 +182,43 @@ class BatchJob(_Strict):
     filter: str | None = None
 
 
+class Campaign(_Strict):
+    """A real-time endpoint (the managed service's campaign) that `recsys-spark serve` answers: ``solution``;
+    ``version``: ``latest`` (default: the newest version, and a newer one is loaded when training writes it)
+    or a version id to pin; ``num_results`` (default 25) when a request asks for none; ``filters``: the
+    config's filters its requests may name (default: none); ``metadata_columns``: the items dataset's
+    columns a request may ask for (default: none)."""
+
+    name: Name
+    solution: str
+    version: Annotated[str, AfterValidator(_non_empty)] = "latest"
+    num_results: Annotated[int, Field(ge=1, le=500)] = 25
+    filters: list[str] = []
+    metadata_columns: list[str] = []
+
+
+class Serve(_Strict):
+    """The real-time server. ``keys_file``: a file of ``KEYID:SECRET`` lines, the key pairs whose SigV4
+    signatures are accepted (the environment variable ``RECSYS_SPARK_SERVE_KEYS`` adds comma-separated
+    pairs; keys never go in the config; with none the server answers loopback clients only);
+    ``reload_seconds`` (default 30): how often a campaign on ``latest`` looks for a newer version;
+    ``publish_seconds`` (default 10): how often the landing file being written is closed and handed to
+    `ingest`; ``max_request_bytes`` (default 1 MiB)."""
+
+    keys_file: Location | None = None
+    reload_seconds: Annotated[float, Field(gt=0)] = 30.0
+    publish_seconds: Annotated[float, Field(gt=0)] = 10.0
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+
+
 class Cost(_Strict):
-    """``price_per_core_hour_usd`` (what you pay, default 0.048) and ``compare_per_1000_users_usd`` (the
-    managed service's batch price printed beside ours, default 0.067)."""
+    """``price_per_core_hour_usd`` (what you pay, default 0.048); the managed service's prices printed beside
+    ours: ``compare_per_1000_users_usd`` (batch, default 0.067) and ``compare_per_tps_hour_usd`` (real time,
+    per transaction-per-second-hour, default 0.20: one request a second for an hour)."""
 
     price_per_core_hour_usd: Annotated[float, Field(ge=0)] = 0.048
     compare_per_1000_users_usd: Annotated[float, Field(ge=0)] = 0.067
+    compare_per_tps_hour_usd: Annotated[float, Field(ge=0)] = 0.20
 
 
 class S3Settings(_Strict):
@@ -229,6 +260,8 @@ class Config(_Strict):
     solutions: list[Solution] = []
     filters: list[Filter] = []
     batch_jobs: list[BatchJob] = []
+    campaigns: list[Campaign] = []
+    serve: Serve = Serve()
     cost: Cost = Cost()
     s3: S3Settings = S3Settings()
     spark: SparkSettings = SparkSettings()
@@ -266,6 +299,9 @@ class Config(_Strict):
 
     def batch_job(self, name: str) -> BatchJob:
         return _by_name(self.batch_jobs, name, "batch job")
+
+    def campaign(self, name: str) -> Campaign:
+        return _by_name(self.campaigns, name, "campaign")
 
     def parsed_filter(self, name: str):
         """The named filter's expression as a checked :class:`~recsys_spark.core.filters.Filter`."""
@@ -501,7 +537,7 @@ def _schema_problems(data: dict) -> list[tuple[KeyPath, str]]:
 def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
     """Rules across sections: unique names, references between sections."""
     out: list[tuple[KeyPath, str]] = []
-    for section in ("solutions", "filters", "batch_jobs"):
+    for section in ("solutions", "filters", "batch_jobs", "campaigns"):
         seen = set()
         for i, entry in enumerate(getattr(config, section)):
             if entry.name in seen:
@@ -531,6 +567,20 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
         if job.filter is not None and job.filter not in filters:
             out.append((("batch_jobs", i, "filter"),
                         f"no filter named {job.filter!r}; defined: {', '.join(filters) or 'none'}"))
+    items = config.schema("items")
+    for i, campaign in enumerate(config.campaigns):
+        if campaign.solution not in solutions:
+            out.append((("campaigns", i, "solution"),
+                        f"no solution named {campaign.solution!r}; defined: {', '.join(solutions) or 'none'}"))
+        for j, name in enumerate(campaign.filters):
+            if name not in filters:
+                out.append((("campaigns", i, "filters", j),
+                            f"no filter named {name!r}; defined: {', '.join(filters) or 'none'}"))
+        for j, column in enumerate(campaign.metadata_columns):
+            if items is None or items.field(column) is None:
+                out.append((("campaigns", i, "metadata_columns", j),
+                            f"{column} is not a field of the items schema"
+                            + (f"; its fields: {', '.join(items.names)}" if items else " (there is none)")))
     return out
 
 

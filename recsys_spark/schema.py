@@ -177,3 +177,8 @@ class DatasetSchema(BaseModel):
     def _at(self, name: str, *rest: str) -> tuple[str | int, ...]:
         return ("fields", self.names.index(name), *rest)
 
+
+def camel_case(field_name: str) -> str:
+    """``NUMBER_OF_RATINGS`` -> ``numberOfRatings`` (how PutEvents/PutUsers/PutItems name properties)."""
+    head, *rest = field_name.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)

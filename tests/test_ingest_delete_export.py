@@ -11,7 +11,8 @@ from recsys_spark.config import load_config
 from recsys_spark.datasets.deletion import delete_users
 from recsys_spark.datasets.export import export_dataset
 from recsys_spark.datasets.importer import run_imports
-from recsys_spark.datasets.ingest import camel_case, run_ingest
+from recsys_spark.datasets.ingest import run_ingest
+from recsys_spark.schema import camel_case
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import UserError
 

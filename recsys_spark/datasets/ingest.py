@@ -33,7 +33,7 @@ from recsys_spark.datasets.validation import BAD, FORMAT_ERROR, validate
 from recsys_spark.datasets.warehouse import EVENT_ID, ID_FIELD, STREAM, Warehouse
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
-from recsys_spark.schema import DatasetSchema
+from recsys_spark.schema import DatasetSchema, camel_case
 from recsys_spark.storage import path_exists, read_first_line, write_text
 
 LANDING_FOLDER = {"interactions": "events", "users": "users", "items": "items"}
@@ -60,12 +60,6 @@ class IngestResult:
             return "ingest: no new files"
         return "\n".join(f"ingest {d}: " + ", ".join(f"{v:,} {k}" for k, v in c.items())
                          for d, c in self.counts.items())
-
-
-def camel_case(field_name: str) -> str:
-    """``NUMBER_OF_RATINGS`` -> ``numberOfRatings`` (how PutEvents/PutUsers/PutItems name properties)."""
-    head, *rest = field_name.lower().split("_")
-    return head + "".join(part.capitalize() for part in rest)
 
 
 def run_ingest(spark: SparkSession, config: Config) -> IngestResult:

@@ -1,0 +1,239 @@
+"""The managed service's runtime and event operations, with the request and response members of the service
+models botocore ships (requests are checked with botocore's own validator against those models).
+
+ARNs name the config's resources by their last part: any ARN ending ``campaign/<name>`` is the campaign
+``<name>``, ``filter/<name>`` the filter ``<name>``; ``trackingId`` and ``datasetArn`` are accepted as the
+service's clients send them (there is one dataset group per server).
+
+>>> campaign_name("arn:aws:personalize:us-east-1:123456789012:campaign/for-you")
+'for-you'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import botocore.session
+import pyarrow as pa
+from botocore.validate import ParamValidator
+
+from recsys_spark.config import Config
+from recsys_spark.errors import UserError
+from recsys_spark.schema import camel_case
+from recsys_spark.serving.landing import LandingWriter
+from recsys_spark.serving.state import Campaign, DatasetGroup
+
+MAX_RESULTS, MAX_RESULTS_WITH_METADATA = 500, 50
+_session = botocore.session.get_session()
+MODELS = {"personalize-runtime": _session.get_service_model("personalize-runtime"),
+          "personalize-events": _session.get_service_model("personalize-events")}
+#: (HTTP method, path) -> (service, operation), from the models' own request URIs.
+ROUTES = {(op.http["method"], op.http["requestUri"]): (service, name)
+          for service, model in MODELS.items() for name in model.operation_names
+          for op in [model.operation_model(name)]}
+
+
+@dataclass
+class ServiceError(Exception):
+    """An error the SDK turns into a typed exception: ``code`` (e.g. InvalidInputException), HTTP status."""
+
+    code: str
+    message: str
+    status: int = 400
+
+
+def campaign_name(arn: str) -> str:
+    return _named(arn, "campaign")
+
+
+def _named(arn: str, kind: str) -> str:
+    match = re.search(rf"(?:^|:){kind}/([A-Za-z0-9][A-Za-z0-9_-]*)$", arn or "")
+    if match is None:
+        raise ServiceError("InvalidInputException", f"{arn!r} is not a {kind} ARN (…:{kind}/<name>)")
+    return match.group(1)
+
+
+def validate(service: str, operation: str, body: dict) -> None:
+    """Check ``body`` against the operation's input shape (types, required members, unknown members)."""
+    report = ParamValidator().validate(body, MODELS[service].operation_model(operation).input_shape)
+    if report.has_errors():
+        raise ServiceError("InvalidInputException", report.generate_report())
+
+
+class Api:
+    """The operations, over the server's state. ``campaigns`` maps names to loaded campaigns (replaced
+    whole when a newer version is loaded, so a request sees one version from start to end)."""
+
+    def __init__(self, config: Config, group: DatasetGroup, campaigns: dict[str, Campaign], landing: LandingWriter):
+        self.config, self.group, self.campaigns, self.landing = config, group, campaigns, landing
+
+    def call(self, operation: str, body: dict):
+        """The response body of ``operation``; for event operations, the future of their durable write too."""
+        handler = getattr(self, "_" + re.sub(r"(?<!^)([A-Z])", r"_\1", operation).lower(), None)
+        if handler is None:
+            raise ServiceError("InvalidInputException", f"{operation} is not supported by this server", 400)
+        try:
+            return handler(body)
+        except UserError as e:
+            raise ServiceError("InvalidInputException", str(e)) from e
+
+    # ------------------------------------------------------------------------------------------ runtime
+
+    def _campaign(self, body: dict) -> Campaign:
+        if body.get("recommenderArn"):
+            raise ServiceError("InvalidInputException", "recommenders are not served here; use a campaignArn")
+        name = campaign_name(body.get("campaignArn", ""))
+        campaign = self.campaigns.get(name)
+        if campaign is None:
+            raise ServiceError("ResourceNotFoundException", f"campaign {name!r} does not exist; campaigns: "
+                               + (", ".join(sorted(self.campaigns)) or "none"), 404)
+        return campaign
+
+    def _get_recommendations(self, body: dict) -> dict:
+        campaign = self._campaign(body)
+        if body.get("promotions"):
+            raise ServiceError("InvalidInputException", "promotions are not supported")
+        columns = _metadata_columns(body)
+        limit = MAX_RESULTS_WITH_METADATA if columns else MAX_RESULTS
+        num = body.get("numResults") or campaign.spec.num_results
+        if not 1 <= num <= limit:
+            raise ServiceError("InvalidInputException", f"numResults must be 1 to {limit}, got {num}")
+        user, item = body.get("userId"), body.get("itemId")
+        kind = campaign.recipe.request
+        if kind == "ranking":
+            raise ServiceError("InvalidInputException", f"campaign {campaign.spec.name} ranks lists: call "
+                                                        "GetPersonalizedRanking")
+        if kind == "user" and (user is None or item is not None):
+            raise ServiceError("InvalidInputException", f"campaign {campaign.spec.name} ({campaign.recipe.name}) "
+                                                        "needs a userId and no itemId")
+        if kind == "related" and (user is None) == (item is None):
+            raise ServiceError("InvalidInputException", f"campaign {campaign.spec.name} ({campaign.recipe.name}) "
+                                                        "needs an itemId or a userId")
+        items, scores, _ = campaign.recommend(user, item, num, *self._filter(body))
+        return {"itemList": _predicted(campaign, items, scores, columns), "recommendationId": _recommendation_id()}
+
+    def _get_personalized_ranking(self, body: dict) -> dict:
+        campaign = self._campaign(body)
+        if campaign.recipe.request != "ranking":
+            raise ServiceError("InvalidInputException", f"campaign {campaign.spec.name} ({campaign.recipe.name}) "
+                                                        "does not rank lists: call GetRecommendations")
+        listed = body.get("inputList") or []
+        if not 1 <= len(listed) <= MAX_RESULTS:
+            raise ServiceError("InvalidInputException", f"inputList must hold 1 to {MAX_RESULTS} items")
+        columns = _metadata_columns(body)
+        items, scores, _ = campaign.recommend(body["userId"], None, len(listed), *self._filter(body),
+                                              item_list=listed)
+        return {"personalizedRanking": _predicted(campaign, items, scores, columns),
+                "recommendationId": _recommendation_id()}
+
+    def _filter(self, body: dict) -> tuple[str | None, dict | None]:
+        arn = body.get("filterArn")
+        return (_named(arn, "filter") if arn else None), body.get("filterValues")
+
+    # ------------------------------------------------------------------------------------------ events
+
+    def _put_events(self, body: dict):
+        user = body.get("userId") or body["sessionId"]
+        records, rows = [], []
+        for i, e in enumerate(body["eventList"]):
+            if e.get("itemId") is None:
+                raise ServiceError("InvalidInputException", f"eventList[{i}]: itemId is required (the interactions "
+                                                            "dataset needs ITEM_ID)")
+            sent = _epoch_seconds(e["sentAt"])
+            records.append({"userId": body.get("userId"), "sessionId": body["sessionId"], "eventType": e["eventType"],
+                            "sentAt": sent, "itemId": e["itemId"], "eventValue": e.get("eventValue"),
+                            "eventId": e.get("eventId"), "properties": e.get("properties"),
+                            "impression": e.get("impression"), "recommendationId": e.get("recommendationId")})
+            value = e.get("eventValue")
+            rows.append((e["itemId"], e["eventType"], sent, None if value is None else float(value)))
+        done = self.landing.append("interactions", [json.dumps(_present(r)) for r in records])
+        return {}, done, lambda: self.group.histories.add(user, rows)
+
+    def _put_users(self, body: dict):
+        return self._put_records(body["users"], "users", "userId", "USER_ID", self.group.users)
+
+    def _put_items(self, body: dict):
+        return self._put_records(body["items"], "items", "itemId", "ITEM_ID", self.group.items)
+
+    def _put_records(self, records: list[dict], dataset: str, id_member: str, id_field: str, metadata):
+        schema = self.config.schema(dataset)
+        if schema is None:
+            raise ServiceError("ResourceNotFoundException", f"the dataset group has no {dataset} dataset", 404)
+        rows = []
+        for i, record in enumerate(records):
+            try:
+                properties = json.loads(record["properties"]) if record.get("properties") else {}
+            except ValueError as e:
+                raise ServiceError("InvalidInputException", f"{dataset}[{i}].properties is not JSON: {e}") from e
+            if not isinstance(properties, dict):
+                raise ServiceError("InvalidInputException", f"{dataset}[{i}].properties must be a JSON object")
+            rows.append({id_field: record[id_member], **_typed(properties, schema, f"{dataset}[{i}]")})
+        done = self.landing.append(dataset, [json.dumps(_present(r)) for r in records])
+        return {}, done, lambda: metadata.put(rows)
+
+
+def _metadata_columns(body: dict) -> list[str]:
+    asked = body.get("metadataColumns") or {}
+    wrong = [k for k in asked if k.upper() != "ITEMS"]
+    if wrong:
+        raise ServiceError("InvalidInputException", f"metadataColumns: only ITEMS columns can be returned, not "
+                                                    f"{', '.join(wrong)}")
+    return [c for columns in asked.values() for c in columns]
+
+
+def _predicted(campaign: Campaign, items: list[str], scores: list[float] | None, columns: list[str]) -> list[dict]:
+    metadata = campaign.metadata(items, columns) if columns else [None] * len(items)
+    out = []
+    for i, item in enumerate(items):
+        entry = {"itemId": item}
+        if scores is not None and scores[i] is not None and math.isfinite(scores[i]):
+            entry["score"] = scores[i]
+        if metadata[i] is not None:
+            entry["metadata"] = {k: v for k, v in metadata[i].items() if v is not None}
+        out.append(entry)
+    return out
+
+
+def _recommendation_id() -> str:
+    return f"RID-{uuid.uuid4()}"
+
+
+def _epoch_seconds(value) -> int:
+    """``sentAt`` as the SDK sends it (epoch seconds, fractions allowed) or an ISO-8601 time."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    try:
+        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        raise ServiceError("InvalidInputException", f"sentAt {value!r} is not a time") from None
+
+
+def _present(record: dict) -> dict:
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _typed(properties: dict, schema, where: str) -> dict:
+    """``properties`` (camelCase keys, as PutUsers / PutItems send them) as the schema's typed fields."""
+    fields = {camel_case(f.name): f for f in schema.fields} | {f.name: f for f in schema.fields}
+    types = schema.arrow_schema()
+    out = {}
+    for key, value in properties.items():
+        field = fields.get(key)
+        if field is None:
+            raise ServiceError("InvalidInputException", f"{where}.properties: {key} is not a field of the schema "
+                               f"({', '.join(camel_case(f.name) for f in schema.fields)})")
+        if value is None or value == "":
+            out[field.name] = None
+            continue
+        text = json.dumps(value) if isinstance(value, bool) else str(value)
+        try:
+            out[field.name] = pa.array([text]).cast(types.field(field.name).type)[0].as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise ServiceError("InvalidInputException", f"{where}.properties: {key} {value!r} is not a "
+                                                        f"{field.base_type}") from None
+    return out
