@@ -32,6 +32,10 @@ class Server:
     def __init__(self, config: Config):
         if not config.campaigns:
             raise UserError(f"{config.source}: no campaigns under `campaigns`; nothing to serve")
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: a request's product is small, and more threads only spin against each other.
+        self._blas = threadpool_limits(1, "blas")
         self.config = config
         self.store = VersionStore(config.root, ArrowFiles(config.s3))
         self.group = DatasetGroup.load(config)

@@ -34,6 +34,14 @@ from recsys_spark.errors import UserError
 from recsys_spark.serving.tables import read_dataset
 
 HISTORY_COLUMNS = ["ITEM_ID", "EVENT_TYPE", "TIMESTAMP", "EVENT_VALUE"]
+
+
+def position(index: pd.Index, key) -> int:
+    """``key``'s row in a unique index, -1 when absent (a hash lookup: no array built per call)."""
+    try:
+        return index.get_loc(key)
+    except KeyError:
+        return -1
 PLAN_CACHE = 1024  # compiled filter bindings kept per campaign
 
 
@@ -56,7 +64,7 @@ class Histories:
 
     def of(self, user: str) -> pa.Table:
         """The user's interactions (ITEM_ID, EVENT_TYPE, TIMESTAMP, EVENT_VALUE), oldest data first."""
-        at = self.index.get_indexer([user])[0]
+        at = position(self.index, user)
         base = self.base.slice(self.bounds[at], self.bounds[at + 1] - self.bounds[at]) if at >= 0 else \
             self.base.slice(0, 0)
         with self._lock:
@@ -87,7 +95,7 @@ class Metadata:
         table, rows = self.table, self._rows
         if table is None:
             return None
-        at = rows.get_indexer([key])[0]
+        at = position(rows, key)
         return table.slice(at, 1) if at >= 0 else None
 
     def put(self, records: list[dict]) -> None:
@@ -189,7 +197,7 @@ class Campaign:
             block = UserBlock(np.array([0, int(keep.sum())]), items[keep].astype(np.int64), weights[keep],
                               times.astype(np.int64))
         if self.factors is not None:
-            at = self.factor_rows.get_indexer([user_id])[0] if user_id is not None else -1
+            at = position(self.factor_rows, user_id) if user_id is not None else -1
             block.factors = (self.factors[[at]] if at >= 0 else np.zeros((1, self.factors.shape[1]), np.float32))
             newest = block.timestamps.max(initial=0)
             block.known = np.array([at >= 0 and newest <= self.fresh_after])
