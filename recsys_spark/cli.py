@@ -266,13 +266,11 @@ def filter_group() -> None:
 def filter_validate(config_path: str, expression: str) -> None:
     """Check EXPRESSION (or the config's filter of that name) against the config's schemas."""
     from recsys_spark.config import load_config
-    from recsys_spark.core.filters import check_filter, parse_filter
 
     config = load_config(config_path)
     if expression in {f.name for f in config.filters}:
         expression = config.filter(expression).expression
-    parsed = parse_filter(expression)
-    check_filter(parsed, config.schema, expression)
+    parsed = config.checked_filter(expression)
     click.echo(str(parsed))
     click.echo(f"  datasets    {', '.join(sorted(parsed.datasets))}")
     click.echo(f"  parameters  {', '.join('$' + p for p in sorted(parsed.parameters)) or '-'}")

@@ -170,6 +170,15 @@ class Filter(_Strict):
     recent_per_event_type: Annotated[int, Field(ge=1)] = 100
 
 
+class FilterLimits(_Strict):
+    """The service's limits on the distinct dataset fields (such as ``Items.GENRE``) filters read:
+    ``fields_per_filter`` (default 10, counted across a filter's chained expressions) and
+    ``fields_per_dataset_group`` (default 20, across every filter of the config); raise them at will."""
+
+    fields_per_filter: Annotated[int, Field(ge=1)] = 10
+    fields_per_dataset_group: Annotated[int, Field(ge=1)] = 20
+
+
 class BatchJob(_Strict):
     """A batch inference job: ``input`` (JSON lines file or folder, or ``all_users``), ``output`` prefix,
     ``num_results`` (1 to 500, default 25), optional ``filter`` name."""
@@ -252,13 +261,15 @@ class SparkSettings(_Strict):
 
 
 class Config(_Strict):
-    """A whole pipeline: the dataset group, imports, solutions, filters, batch jobs, cost, S3, Spark."""
+    """A whole pipeline: the dataset group, imports, solutions, filters and their limits, batch jobs, cost, S3,
+    Spark."""
 
     dataset_group: DatasetGroup
     imports: list[ImportJob] = []
     ingest: Ingest = Ingest()
     solutions: list[Solution] = []
     filters: list[Filter] = []
+    filter_limits: FilterLimits = FilterLimits()
     batch_jobs: list[BatchJob] = []
     campaigns: list[Campaign] = []
     serve: Serve = Serve()
@@ -304,10 +315,16 @@ class Config(_Strict):
         return _by_name(self.campaigns, name, "campaign")
 
     def parsed_filter(self, name: str):
-        """The named filter's expression as a checked :class:`~recsys_spark.core.filters.Filter`."""
-        from recsys_spark.core.filters import parse_filter
+        """The named filter's expression as a checked :class:`~recsys_spark.core.filters.Filter`, its fields
+        spelled as the schemas spell them."""
+        return self.checked_filter(self.filter(name).expression)
 
-        return parse_filter(self.filter(name).expression)  # checked against the schemas when loading
+    def checked_filter(self, expression: str):
+        """``expression`` parsed and checked against the schemas and ``filter_limits.fields_per_filter``."""
+        from recsys_spark.core.filters import check_filter, parse_filter
+
+        limit = self.filter_limits.fields_per_filter
+        return check_filter(parse_filter(expression), self.schema, expression, limit)
 
     def summary(self) -> str:
         """A few lines saying what the config defines (printed by `recsys-spark validate`)."""
@@ -547,13 +564,21 @@ def _cross_problems(config: Config) -> list[tuple[KeyPath, str]]:
         if config.schema(job.dataset) is None:
             out.append((("imports", i, "dataset"), f"no schema for dataset {job.dataset!r} under "
                                                    "dataset_group.schemas"))
-    from recsys_spark.core.filters import FilterError, check_filter, parse_filter
+    from recsys_spark.core.filters import FilterError, filter_fields
 
+    group_fields, group_limit = set(), config.filter_limits.fields_per_dataset_group
     for i, entry in enumerate(config.filters):
         try:
-            check_filter(parse_filter(entry.expression), config.schema, entry.expression)
+            fields = filter_fields(config.checked_filter(entry.expression))
         except FilterError as e:
             out.append((("filters", i, "expression"), str(e)))
+            continue
+        together = group_fields | fields.keys()
+        if len(group_fields) <= group_limit < len(together):  # only at the filter that passes the limit
+            out.append((("filters", i, "expression"),
+                        f"the filters up to this one read {len(together)} distinct fields together; a dataset "
+                        f"group's filters may read at most {group_limit} (filter_limits.fields_per_dataset_group)"))
+        group_fields = together
     for i, solution in enumerate(config.solutions):
         if solution.events.value_threshold is not None and config.schema("interactions").field("EVENT_VALUE") is None:
             out.append((("solutions", i, "events", "value_threshold"),

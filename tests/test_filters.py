@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys_spark.config import load_config
 from recsys_spark.errors import ConfigError, UserError
-from recsys_spark.core.filters import FilterError, bind, check_filter, parse_filter, parse_filter_values
+from recsys_spark.core.filters import FilterError, bind, check_filter, compile_plan, parse_filter, parse_filter_values
 from recsys_spark.core.filters.syntax import (Condition, CurrentItem, Expression, Filter, Number, Param, StringList,
                                          quote)
 from recsys_spark.schema import DatasetSchema
@@ -248,3 +250,144 @@ def test_items_and_users_are_not_mixed_in_one_filter():
     text = 'INCLUDE ItemID WHERE Items.GENRE IN ("a") | EXCLUDE UserID WHERE Users.AGE < 3'
     with pytest.raises(FilterError, match="selects items .ItemID. or users .UserID., not both"):
         check_filter(parse_filter(text), SCHEMAS.get, text)
+
+
+# ------------------------------------------------------------------- names without regard to case, limits
+
+
+@pytest.mark.parametrize("text,checked", [
+    # as the service's own sample notebooks write them, against schemas declaring EVENT_TYPE and CATEGORY_L1
+    ('EXCLUDE ItemID WHERE Interactions.event_type IN ("click")',
+     'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")'),
+    ('EXCLUDE ItemID WHERE ITEMS.CATEGORY_L1 IN ("shoe")', 'EXCLUDE ItemID WHERE Items.CATEGORY_L1 IN ("shoe")'),
+    ('INCLUDE ItemID WHERE Items.genre IN ($GENRE)', 'INCLUDE ItemID WHERE Items.GENRE IN ($GENRE)'),
+    ('include itemid where items.price < currentitem.Price and iTeMs.Genre in CURRENTITEM.genre',
+     'INCLUDE ItemID WHERE Items.PRICE < CurrentItem.PRICE AND Items.GENRE IN CurrentItem.GENRE'),
+    ('EXCLUDE ItemID WHERE Items.genre IN ("Horror") IF currentuser.age < 18',  # values stay as written
+     'EXCLUDE ItemID WHERE Items.GENRE IN ("Horror") IF CurrentUser.AGE < 18'),
+    ('INCLUDE UserID WHERE users.Membership_Status IN ("Gold") | EXCLUDE UserID WHERE INTERACTIONS.Event_Type '
+     'IN ("*")',
+     'INCLUDE UserID WHERE Users.MEMBERSHIP_STATUS IN ("Gold") | EXCLUDE UserID WHERE Interactions.EVENT_TYPE '
+     'IN ("*")'),
+])
+def test_dataset_and_field_names_match_without_regard_to_case(text, checked):
+    result = check_filter(parse_filter(text), SCHEMAS.get, text)
+    assert str(result) == checked
+    assert result == parse_filter(checked)
+
+
+def test_a_field_matching_two_schema_fields_by_case_is_an_error_naming_both():
+    items = schema(("ITEM_ID", "string"), ("GENRE", "string", True), ("Genre", "string", True))
+    for text in ('INCLUDE ItemID WHERE Items.genre IN ("a")',
+                 'INCLUDE ItemID WHERE Items.ITEM_ID IN CurrentItem.genre'):
+        with pytest.raises(FilterError, match="Items.genre matches GENRE and Genre, which differ only by case"):
+            check_filter(parse_filter(text), {"items": items}.get, text)
+
+
+def test_expressions_of_at_most_2500_characters():
+    def of_length(n):
+        head = 'INCLUDE ItemID WHERE Items.GENRE IN ("'
+        return head + "x" * (n - len(head) - 2) + '")'
+
+    assert len(of_length(2500)) == 2500 and parse_filter(of_length(2500))
+    with pytest.raises(FilterError) as e:
+        parse_filter(of_length(2501))
+    assert e.value.message == "the expression has 2501 characters; at most 2500 are allowed"
+    assert e.value.position == 2500
+
+
+def test_parameter_names_of_at_most_50_characters():
+    assert parse_filter(f"INCLUDE ItemID WHERE Items.PRICE < ${'P' * 50}").parameters == {"P" * 50}
+    with pytest.raises(FilterError) as e:
+        parse_filter(f"INCLUDE ItemID WHERE Items.PRICE < ${'P' * 51}")
+    assert "a parameter name has at most 50 characters" in e.value.message and e.value.position == 35
+
+
+def test_filter_values_limits():
+    parsed = parse_filter("INCLUDE ItemID WHERE Items.GENRE IN ($G)")
+    assert bind(parsed, {"G": '"a"', **{f"K{i}": "1" for i in range(24)}}).parameters == set()
+    with pytest.raises(UserError, match="at most 25 parameters, got 26"):
+        bind(parsed, {"G": '"a"', **{f"K{i}": "1" for i in range(25)}})
+    assert bind(parsed, {"G": '"a"', "K" * 50: "1"}).parameters == set()
+    with pytest.raises(UserError, match="has 51 characters; at most 50"):
+        bind(parsed, {"G": '"a"', "K" * 51: "1"})
+    assert parse_filter_values('"' + "x" * 998 + '"', "G") == ("x" * 998,)  # 1000 characters with the quotes
+    with pytest.raises(UserError, match="1001 characters, longer than 1000"):
+        parse_filter_values('"' + "x" * 999 + '"', "G")
+
+
+def test_distinct_fields_per_filter():
+    ten = ('INCLUDE ItemID WHERE Items.CATEGORY IN ("a") AND Items.CATEGORY_L1 IN ("a") AND Items.category IN ("b") '
+           'AND Items.CATEGORY_L2 IN ("a") AND Items.GENRE IN CurrentItem.DESCRIPTION AND Items.PRICE < 3 '
+           'AND Items.AVAILABLE IN ("True") '
+           '| EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view") '
+           '| EXCLUDE ItemID WHERE Items.CREATION_TIMESTAMP > 1 IF CurrentUser.AGE > 1 AND currentuser.age < 9')
+    assert len(check_filter(parse_filter(ten), SCHEMAS.get, ten, max_fields=10).expressions) == 3
+    eleven = ten + ' | INCLUDE ItemID WHERE Items.PRICE > 1 IF CurrentUser.MEMBERSHIP_STATUS IN ("gold")'
+    with pytest.raises(FilterError) as e:
+        check_filter(parse_filter(eleven), SCHEMAS.get, eleven, max_fields=10)
+    assert e.value.message.startswith("the filter uses 11 distinct fields (Items.CATEGORY, Items.CATEGORY_L1, "
+                                      "Items.CATEGORY_L2, Items.GENRE, Items.DESCRIPTION, ")
+    assert "at most 10 are allowed (filter_limits.fields_per_filter" in e.value.message
+    assert e.value.position == eleven.index("CurrentUser.MEMBERSHIP_STATUS")
+    check_filter(parse_filter(eleven), SCHEMAS.get, eleven, max_fields=11)
+
+
+def limits_config(filters: list[str], limits: str = "") -> str:
+    fields = "\n".join(f"        - {{name: F{i:02}, type: string, categorical: true}}" for i in range(1, 23))
+    entries = "\n".join(f"  - {{name: f{i}, expression: '{text}'}}" for i, text in enumerate(filters))
+    return f"""dataset_group:
+  name: shop
+  root: warehouse
+  schemas:
+    interactions:
+      fields:
+        - {{name: USER_ID, type: string}}
+        - {{name: ITEM_ID, type: string}}
+        - {{name: TIMESTAMP, type: long}}
+        - {{name: EVENT_TYPE, type: string}}
+    items:
+      fields:
+        - {{name: ITEM_ID, type: string}}
+{fields}
+filters:
+{entries}
+{limits}"""
+
+
+def reading(first: int, last: int) -> str:
+    return "INCLUDE ItemID WHERE " + " AND ".join(f'Items.f{i:02} IN ("a")' for i in range(first, last + 1))
+
+
+def test_distinct_fields_per_dataset_group_and_per_filter_are_settings(write_config):
+    twenty_two = [reading(1, 10), reading(5, 5) + " | " + reading(11, 19), reading(19, 21), reading(21, 22)]
+    with pytest.raises(ConfigError) as e:
+        load_config(write_config(limits_config(twenty_two)))
+    assert ("filters[2].expression: the filters up to this one read 21 distinct fields together; a dataset "
+            "group's filters may read at most 20 (filter_limits.fields_per_dataset_group)") in str(e.value)
+    assert str(e.value).count("distinct fields") == 1  # once, where the group passes the limit
+    config = load_config(write_config(limits_config(twenty_two, "filter_limits: {fields_per_dataset_group: 22}")))
+    assert str(config.parsed_filter("f3")) == 'INCLUDE ItemID WHERE Items.F21 IN ("a") AND Items.F22 IN ("a")'
+
+    eleven = [reading(1, 11)]
+    with pytest.raises(ConfigError) as e:
+        load_config(write_config(limits_config(eleven)))
+    assert "filters[0].expression: the filter uses 11 distinct fields" in str(e.value)
+    assert f"(at position {eleven[0].index('Items.f11')})" in str(e.value)
+    load_config(write_config(limits_config(eleven, "filter_limits: {fields_per_filter: 11}")))
+    with pytest.raises(ConfigError, match=r"filter_limits\.fields_per_filter: Input should be greater than or"):
+        load_config(write_config(limits_config(eleven, "filter_limits: {fields_per_filter: 0}")))
+
+
+def test_numeric_parameters_take_bare_and_quoted_numbers():
+    parsed = parse_filter("INCLUDE ItemID WHERE Items.PRICE <= $P AND Items.PRICE IN ($Q)")
+    assert bind(parsed, {"P": "10", "Q": "10"}) == bind(parsed, {"P": '"10"', "Q": '"10"'})
+    assert str(bind(parsed, {"P": '"10"', "Q": '"10", "12.5"'})) == \
+        'INCLUDE ItemID WHERE Items.PRICE <= 10 AND Items.PRICE IN ("10", "12.5")'
+
+
+def test_a_value_that_is_no_number_fails_its_binding_at_compile_time():
+    items = pa.table({"ITEM_ID": ["a"], "PRICE": [5.0]})
+    bound = bind(parse_filter("INCLUDE ItemID WHERE Items.PRICE IN ($P)"), {"P": '"cheap"'})
+    with pytest.raises(UserError, match="Items.PRICE is numeric; 'cheap' is not a number"):
+        compile_plan(bound, np.array(["a"], dtype=object), items, SCHEMAS.get)

@@ -17,9 +17,11 @@ import re
 from collections.abc import Mapping
 
 from recsys_spark.errors import UserError
-from recsys_spark.core.filters.syntax import LIST_OPS, Condition, Expression, Filter, Number, Param, StringList
+from recsys_spark.core.filters.syntax import (LIST_OPS, MAX_PARAMETER_NAME, Condition, Expression, Filter, Number,
+                                              Param, StringList)
 
-MAX_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 25, 50, 1000
+# The service's limits on filterValues: keys, a key's length, a value's length.
+MAX_KEYS, MAX_KEY_LENGTH, MAX_VALUE_LENGTH = 25, MAX_PARAMETER_NAME, 1000
 QUOTED = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
 BARE_NUMBER = re.compile(r"\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*")
 
@@ -28,7 +30,7 @@ def parse_filter_values(text: str, name: str = "value") -> tuple[str, ...]:
     """``'"comedy","drama"'`` -> ``("comedy", "drama")``; a bare number -> ``("20",)``; anything else is an
     error naming the parameter and the position."""
     if len(text) > MAX_VALUE_LENGTH:
-        raise UserError(f"filterValues {name}: longer than {MAX_VALUE_LENGTH} characters")
+        raise UserError(f"filterValues {name}: {len(text)} characters, longer than {MAX_VALUE_LENGTH} characters")
     if (number := BARE_NUMBER.fullmatch(text)) is not None:
         return (number.group(1),)
     values, position = [], 0
@@ -52,9 +54,10 @@ def bind(filter_: Filter, filter_values: Mapping[str, str] | None) -> Filter:
     if len(filter_values) > MAX_KEYS:
         raise UserError(f"filterValues: at most {MAX_KEYS} parameters, got {len(filter_values)}")
     for key in filter_values:
-        if not re.fullmatch(rf"[A-Za-z0-9_]{{1,{MAX_KEY_LENGTH}}}", key):
-            raise UserError(f"filterValues: {key!r} is not a parameter name ([A-Za-z0-9_], at most "
-                            f"{MAX_KEY_LENGTH} characters)")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", key):
+            raise UserError(f"filterValues: {key!r} is not a parameter name (letters, digits and _)")
+        if len(key) > MAX_KEY_LENGTH:
+            raise UserError(f"filterValues: the key {key!r} has {len(key)} characters; at most {MAX_KEY_LENGTH}")
     parsed = {k: parse_filter_values(v, k) for k, v in filter_values.items() if isinstance(v, str)}
     wrong = [k for k, v in filter_values.items() if not isinstance(v, str)]
     if wrong:

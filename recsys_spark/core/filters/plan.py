@@ -40,9 +40,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys_spark.core.filters.predicates import matches
-from recsys_spark.core.filters.syntax import CurrentItem, Expression, Filter
+from recsys_spark.core.filters.rules import SCHEMA_OF, is_number
+from recsys_spark.core.filters.syntax import CurrentItem, Expression, Filter, StringList
 from recsys_spark.errors import UserError
-from recsys_spark.schema import DatasetSchema
+from recsys_spark.schema import NUMERIC_TYPES, DatasetSchema
 
 DEFAULT_RECENT_PER_TYPE = 100
 EVENT_COLUMNS = ("USER_ID", "ITEM_ID", "EVENT_TYPE", "TIMESTAMP")
@@ -115,6 +116,7 @@ def compile_plan(bound: Filter, catalog: np.ndarray, items: pa.Table | None,
     for k, e in enumerate(bound.expressions):
         if e.target != "ItemID":
             raise UserError(f"`{e}` selects users, not items: use it as a user segment")
+        _check_bound_numbers(e, schema_of)
         rule = RulePlan(e, condition=k if e.only_if else None)
         if rule.current_item and e.only_if:
             raise UserError(f"`{e}`: CurrentItem conditions apply to related-items queries, without IF "
@@ -126,6 +128,18 @@ def compile_plan(bound: Filter, catalog: np.ndarray, items: pa.Table | None,
             raise UserError(f"`{e}` needs the items dataset, which has no table yet")
         plan.rules.append(rule)
     return plan
+
+
+def _check_bound_numbers(e: Expression, schema_of: Callable[[str], DatasetSchema | None]) -> None:
+    """Values bound to an IN list of a numeric field must be numbers: the expression was checked before its
+    filterValues were known, and a bad value must fail its own requests, not the job."""
+    for c in (*e.conditions, *e.only_if):
+        schema = schema_of(SCHEMA_OF[c.dataset])
+        field = schema.field(c.field) if schema is not None else None
+        if isinstance(c.value, StringList) and field is not None and field.base_type in NUMERIC_TYPES:
+            for v in c.value.values:
+                if not is_number(v):
+                    raise UserError(f"{c.dataset}.{c.field} is numeric; {v!r} is not a number")
 
 
 def user_lists(plan: FilterPlan, events: pa.Table | None, users: pa.Table | None,

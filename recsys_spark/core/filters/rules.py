@@ -1,21 +1,29 @@
 """The service's rules for a parsed filter against the dataset group's schemas.
 
->>> check_filter(parse_filter(text), config.schema, text)   # raises FilterError, else None  # doctest: +SKIP
+Field names are matched to the schemas without regard to case, as the service does (its own sample
+notebooks write ``Interactions.event_type`` for EVENT_TYPE); the checked filter carries the schemas'
+spelling, so predicates find the columns.
+
+>>> check_filter(parse_filter(text), config.schema, text)   # the checked filter, or FilterError  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from recsys_spark.core.filters.syntax import COMPARE_OPS, Condition, CurrentItem, Filter, FilterError, StringList
-from recsys_spark.schema import NUMERIC_TYPES, DatasetSchema
+from recsys_spark.core.filters.syntax import (COMPARE_OPS, Condition, CurrentItem, Expression, Filter, FilterError,
+                                              StringList)
+from recsys_spark.schema import NUMERIC_TYPES, DatasetSchema, SchemaField
 
 ALLOWED = {"ItemID": ("Items", "Interactions"), "UserID": ("Users", "Interactions")}
 SCHEMA_OF = {"Items": "items", "Users": "users", "CurrentUser": "users", "Interactions": "interactions"}
 
 
-def check_filter(filter_: Filter, schema_of: Callable[[str], DatasetSchema | None], text: str) -> None:
-    """Raise FilterError at the first condition that breaks a rule; return None when the filter is valid."""
+def check_filter(filter_: Filter, schema_of: Callable[[str], DatasetSchema | None], text: str,
+                 max_fields: int | None = None) -> Filter:
+    """Raise FilterError at the first condition that breaks a rule (``max_fields``: at most that many
+    distinct fields, see :func:`filter_fields`); return the filter with the schemas' field names."""
 
     def fail(condition: Condition, message: str):
         raise FilterError(message, text, condition.position)
@@ -24,6 +32,7 @@ def check_filter(filter_: Filter, schema_of: Callable[[str], DatasetSchema | Non
     if len(targets) > 1:
         second = next(e for e in filter_.expressions if e.target != filter_.expressions[0].target)
         fail(second.conditions[0], "a filter selects items (ItemID) or users (UserID), not both")
+    checked = []
     for expression in filter_.expressions:
         first = expression.conditions[0]
         for c in expression.conditions:
@@ -35,28 +44,60 @@ def check_filter(filter_: Filter, schema_of: Callable[[str], DatasetSchema | Non
                         "conditions as another expression with |")
             if isinstance(c.value, CurrentItem) and expression.target != "ItemID":
                 fail(c, "CurrentItem is only available to ItemID filters of related-items recipes")
-            _check_condition(c, schema_of, fail)
         if expression.only_if and expression.target != "ItemID":
             fail(expression.only_if[0], "IF CurrentUser conditions are only available to ItemID filters")
         for c in expression.only_if:
             if isinstance(c.value, CurrentItem):
                 fail(c, "IF conditions compare CurrentUser fields with values or $PARAMs, not CurrentItem")
-            _check_condition(c, schema_of, fail)
+        checked.append(Expression(
+            expression.action, expression.target,
+            tuple(tuple(_checked_condition(c, schema_of, fail) for c in group) for group in expression.any_of),
+            tuple(_checked_condition(c, schema_of, fail) for c in expression.only_if)))
+    out = Filter(tuple(checked))
+    fields = filter_fields(out)
+    if max_fields is not None and len(fields) > max_fields:
+        fail(list(fields.values())[max_fields],
+             f"the filter uses {len(fields)} distinct fields ({', '.join(fields)}); at most {max_fields} are "
+             "allowed (filter_limits.fields_per_filter in the config)")
+    return out
 
 
-def _check_condition(c: Condition, schema_of, fail) -> None:
+def filter_fields(filter_: Filter) -> dict[str, Condition]:
+    """The distinct dataset fields a checked filter reads (``Items.GENRE``; CurrentUser.F is Users.F and
+    CurrentItem.F is Items.F), in the order of the text, each with the first condition that reads it: the
+    service's limits count these."""
+    out: dict[str, Condition] = {}
+    for e in filter_.expressions:
+        for c in (*e.conditions, *e.only_if):
+            out.setdefault(f"{'Users' if c.dataset == 'CurrentUser' else c.dataset}.{c.field}", c)
+            if isinstance(c.value, CurrentItem):
+                out.setdefault(f"Items.{c.value.field}", c)
+    return out
+
+
+def _schema_field(schema: DatasetSchema, dataset: str, name: str, c: Condition, fail) -> SchemaField:
+    """The schema's field called ``name`` without regard to case."""
+    found = [f for f in schema.fields if f.name.lower() == name.lower()]
+    if len(found) > 1:
+        fail(c, f"{dataset}.{name} matches {' and '.join(f.name for f in found)}, which differ only by case")
+    if not found:
+        fail(c, f"{dataset} has no field {name}; its fields: {', '.join(schema.names)}")
+    return found[0]
+
+
+def _checked_condition(c: Condition, schema_of, fail) -> Condition:
+    """``c`` with the schema's field names, or ``fail`` at the first rule it breaks."""
     if c.dataset == "Interactions":
-        if c.field != "EVENT_TYPE":
+        if c.field.upper() != "EVENT_TYPE":
             fail(c, f"interaction filters can only use Interactions.EVENT_TYPE, not Interactions.{c.field}")
         if c.op in COMPARE_OPS:
             fail(c, "Interactions.EVENT_TYPE takes IN or NOT IN with a list of event types")
-        return
+        return replace(c, field="EVENT_TYPE")
     schema = schema_of(SCHEMA_OF[c.dataset])
     if schema is None:
         fail(c, f"{c.dataset}.{c.field}: the config has no {SCHEMA_OF[c.dataset]} schema")
-    field = schema.field(c.field)
-    if field is None:
-        fail(c, f"{SCHEMA_OF[c.dataset].capitalize()} has no field {c.field}; its fields: {', '.join(schema.names)}")
+    field = _schema_field(schema, SCHEMA_OF[c.dataset].capitalize(), c.field, c, fail)
+    c = replace(c, field=field.name)
     if field.textual:
         fail(c, f"{c.dataset}.{c.field} is a textual field; textual fields cannot be filtered on")
     if field.base_type == "boolean":
@@ -70,17 +111,17 @@ def _check_condition(c: Condition, schema_of, fail) -> None:
             fail(c, '"*" (any event type) is only for Interactions.EVENT_TYPE')
         if numeric:
             for v in c.value.values:
-                if not _is_number(v):
+                if not is_number(v):
                     fail(c, f"{c.dataset}.{c.field} is numeric; {v!r} is not a number")
     if isinstance(c.value, CurrentItem):
-        other = (schema_of("items") or schema).field(c.value.field)
-        if other is None:
-            fail(c, f"Items has no field {c.value.field} for CurrentItem.{c.value.field}")
+        other = _schema_field(schema_of("items") or schema, "Items", c.value.field, c, fail)
         if (other.base_type in NUMERIC_TYPES) != numeric:
-            fail(c, f"{c.dataset}.{c.field} and CurrentItem.{c.value.field} are not both numeric or both strings")
+            fail(c, f"{c.dataset}.{c.field} and CurrentItem.{other.name} are not both numeric or both strings")
+        c = replace(c, value=CurrentItem(other.name))
+    return c
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

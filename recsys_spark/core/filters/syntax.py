@@ -1,6 +1,6 @@
 """The managed service's filter expression language: tokens, AST, parser and printer.
 
-Grammar (keywords case-insensitive; AND binds tighter than OR)::
+Grammar (keywords and dataset names case-insensitive; AND binds tighter than OR)::
 
     filter     := expression ("|" expression)*
     expression := ("INCLUDE" | "EXCLUDE") ("ItemID" | "UserID") "WHERE" condition (("AND" | "OR") condition)*
@@ -12,6 +12,10 @@ Grammar (keywords case-insensitive; AND binds tighter than OR)::
     list_value := "(" (STRING | NUMBER) ("," (STRING | NUMBER))* ")" | "(" PARAM ")" | "CurrentItem." NAME
     scalar     := NUMBER | PARAM | "(" PARAM ")" | "CurrentItem." NAME
     PARAM      := "$" [A-Za-z0-9_]+          STRING := '"' (escaped chars) '"'
+
+Field names are kept as written: :func:`~recsys_spark.core.filters.rules.check_filter` matches them to the
+schemas without regard to case and returns the schemas' spelling. The service's limits on the text: at most
+2,500 characters, and a parameter name is a ``filterValues`` key, so at most 50 characters.
 
 Hand-written recursive descent: the grammar is small, and every error can name its exact position and the
 expected token in the service's own terms, with no dependency.
@@ -34,6 +38,8 @@ from recsys_spark.errors import UserError
 DATASETS = {"items": "Items", "users": "Users", "interactions": "Interactions"}
 LIST_OPS = ("IN", "NOT IN")
 COMPARE_OPS = ("=", "<", "<=", ">", ">=")
+MAX_EXPRESSION_LENGTH = 2500
+MAX_PARAMETER_NAME = 50  # a parameter's value comes as a filterValues key, at most 50 characters
 
 
 class FilterError(UserError):
@@ -205,6 +211,9 @@ def tokenize(text: str) -> list[Token]:
             raise FilterError("unterminated string: a closing \" is missing", text, m.start())
         if kind == "bad_param":
             raise FilterError("a parameter is $ followed by letters, digits or _ (like $GENRE)", text, m.start())
+        if kind == "param" and len(m.group()) - 1 > MAX_PARAMETER_NAME:
+            raise FilterError(f"a parameter name has at most {MAX_PARAMETER_NAME} characters (the filterValues "
+                              "key limit)", text, m.start())
         if kind == "op" and m.group() in ("!=", "<>", "=="):
             raise FilterError(f"unknown operator '{m.group()}'; use IN, NOT IN, =, <, <=, > or >=", text, m.start())
         if kind == "other":
@@ -370,4 +379,7 @@ def parse_filter(text: str) -> Filter:
     """Parse a filter expression; FilterError names the position and what was expected."""
     if not text.strip():
         raise FilterError("the filter expression is empty", text, 0)
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise FilterError(f"the expression has {len(text)} characters; at most {MAX_EXPRESSION_LENGTH} are allowed",
+                          text, MAX_EXPRESSION_LENGTH)
     return _Parser(text).parse()
