@@ -117,3 +117,36 @@ def test_unknown_steps_are_a_usage_error(tmp_path, capsys):
     shutil.copy(REPO / "configs" / "movielens.yaml", path)
     assert main(["pipeline", "run", "--config", str(path), "--steps", "import,deploy"]) == 2
     assert "unknown step(s) deploy" in capsys.readouterr().err
+
+
+def test_the_readmes_serving_lines_answer_from_the_demo_warehouse(ran):
+    """`recsys-spark serve` (a real process) on the demo config, asked by the README's own Python lines."""
+    import re
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    path = ran[0]
+    block = re.search(r"```python\n(import boto3\n.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "recsys_spark", "serve", "--config", str(path), "--port",
+                               str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.2)
+        done = subprocess.run([sys.executable, "-c", block.replace("127.0.0.1:8080", f"127.0.0.1:{port}")],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = done.stdout.splitlines()
+        assert len(rows) == 5 and all(re.fullmatch(r"i\d+ -?[\d.]+ \{'CATEGORY_L1': '\w+', 'PRICE': '[\d.]+'\}", r)
+                                      for r in rows), rows
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
