@@ -244,14 +244,16 @@ def serve(config_path: str, host: str, port: int) -> None:
     from recsys_spark.config import load_config
 
     try:
+        from recsys_spark.serving.auth import load_keys
         from recsys_spark.serving.server import Server
     except ImportError as e:
         raise UserError(f"serve needs the serve extra ({e.name} is missing): pip install 'recsys_spark[serve]'")
-    server = Server(load_config(config_path))
-    if host not in ("127.0.0.1", "localhost", "::1") and not server.app.keys:
+    config = load_config(config_path)
+    if host not in ("127.0.0.1", "localhost", "::1") and not load_keys(config.serve.keys_file):
         raise UserError(f"--host {host}: a server reachable from other hosts needs key pairs "
                         "(RECSYS_SPARK_SERVE_KEYS or serve.keys_file); without them it answers loopback only")
-    click.echo(f"serving {', '.join(c.name for c in server.config.campaigns)} on http://{host}:{port}", err=True)
+    server = Server(config)
+    click.echo(f"serving {', '.join(c.name for c in config.campaigns)} on http://{host}:{port}", err=True)
     server.run(host, port)
 
 

@@ -98,3 +98,14 @@ def test_every_job_entry_point_runs_its_command(job):
 def test_import_source_needs_a_dataset():
     result = run("import", "--config", "configs/synthetic-ecommerce.yaml", "--source", "x.csv")
     assert result.returncode == 2 and "--source needs --dataset" in result.stderr
+
+
+def test_serve_refuses_other_hosts_without_keys_and_a_config_without_campaigns(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RECSYS_SPARK_SERVE_KEYS", raising=False)
+    config = REPO / "configs" / "synthetic-ecommerce.yaml"
+    assert cli.main(["serve", "--config", str(config), "--host", "0.0.0.0"]) == 2
+    assert "needs key pairs" in capsys.readouterr().err
+    bare = tmp_path / "bare.yaml"
+    bare.write_text((REPO / "configs" / "movielens.yaml").read_text())
+    assert cli.main(["serve", "--config", str(bare)]) == 2
+    assert "no campaigns" in capsys.readouterr().err
