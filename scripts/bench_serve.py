@@ -227,12 +227,23 @@ def serve_bench(args) -> None:
                           f"p99 < {goal[1]:.0f} ms: {'met' if got['p99'] < goal[1] else 'NOT met'}"]))
         print(f"{name:74} {got['rps']:8,.0f} {got['p50']:7.2f} {got['p99']:7.2f} {got['max']:7.1f}{goal_text}")
     small, large = args.items[0], args.items[-1]
-    print(f"\nserver memory (RSS after loading): {', '.join(f'{m / 2**20:,.0f} MiB at {i:,} items' for i, m in memory.items())}")
+    fewer = args.users // 4  # a third server, only to see how memory grows with the users
+    work = Path(tempfile.mkdtemp(prefix="recsys-bench-serve-"))
+    try:
+        served = Served(build(work, fewer, small))
+        fewer_rss = served.rss()
+        served.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\nserver memory (RSS after loading): " + ", ".join(
+        f"{m / 2**20:,.0f} MiB at {args.users:,} users x {i:,} items" for i, m in memory.items())
+          + f", {fewer_rss / 2**20:,.0f} MiB at {fewer:,} users x {small:,} items")
+    per_users = (memory[small] - fewer_rss) / (args.users - fewer) * 1e6
+    print(f"  per million users ({SEEN} interactions each, rank {RANK}): {per_users / 2**30:.2f} GiB", end="")
     if large != small:
-        per_items = (memory[large] - memory[small]) / (large - small) * 100_000
-        print(f"  per 100,000 items: {per_items / 2**20:,.0f} MiB; per million users (the rest, over "
-              f"{args.users:,} users): {(memory[small] - per_items * small / 100_000) / args.users * 1e6 / 2**30:.2f} GiB "
-              "(an upper bound: it includes the interpreter and libraries)")
+        print(f"; per 100,000 items: {(memory[large] - memory[small]) / (large - small) * 1e5 / 2**20:,.0f} MiB",
+              end="")
+    print()
     rps = rows[0][1]["rps"]
     ours = 2 * cost.price_per_core_hour_usd / (rps * 3600) * 1e6  # this machine's 2 cores, fully busy
     theirs = cost.compare_per_tps_hour_usd / 3600 * 1e6
@@ -300,7 +311,8 @@ def stacks_bench(args) -> None:
                     print(f"{name:44} not installed")
                     continue
                 got = wrk(f"http://127.0.0.1:{port}/recommendations", script, args.seconds, work)
-                print(f"{name:44} {got['rps']:8,.0f} req/s  p50 {got['p50']:.2f} ms  p99 {got['p99']:.2f} ms", flush=True)
+                print(f"{name:44} {got['rps']:8,.0f} req/s  p50 {got['p50']:.2f} ms  p99 {got['p99']:.2f} ms",
+                      flush=True)
             finally:
                 process.terminate()
                 process.wait()

@@ -191,7 +191,7 @@ class Campaign:
             values = history.column("EVENT_VALUE").to_numpy(zero_copy_only=False).astype(np.float64)
             weights = event_weights(history.column("EVENT_TYPE").to_numpy(zero_copy_only=False), values,
                                     events.types, events.value_threshold)
-            items = self.model.catalog_index.get_indexer(history.column("ITEM_ID").to_numpy(zero_copy_only=False))
+            items = self.model.positions(history.column("ITEM_ID").to_numpy(zero_copy_only=False))
             keep = (weights > 0) & (items >= 0)
             times = history.column("TIMESTAMP").to_numpy()[keep]
             block = UserBlock(np.array([0, int(keep.sum())]), items[keep].astype(np.int64), weights[keep],

@@ -146,7 +146,7 @@ def _lists(column: pa.Array, model: Model) -> tuple[np.ndarray, np.ndarray]:
     offsets = column.offsets.to_numpy()
     values = column.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
     rows = np.repeat(np.arange(len(column)), np.diff(offsets))
-    idx = model.catalog_index.get_indexer(values) if len(values) else np.zeros(0, dtype=np.int64)
+    idx = model.positions(values) if len(values) else np.zeros(0, dtype=np.int64)
     return rows[idx >= 0], idx[idx >= 0]
 
 
@@ -175,7 +175,7 @@ def score_batch(model: Model, batch: pa.RecordBatch, block: UserBlock, s: Kernel
             scores[users & known_user] = model.score_users(block.select(users & known_user))
     query_ids = query.fill_null("").to_numpy(zero_copy_only=False)
     if related.any():
-        q = model.catalog_index.get_indexer(query_ids)
+        q = model.positions(query_ids)
         known = related & (q >= 0)
         if known.any():
             scores[known] = model.score_items(q[known])
@@ -226,7 +226,7 @@ def _ranked_lists(model, item_lists, idx, vals, keep, fallback):
     for r, listed in enumerate(item_lists):
         ids = model.item_ids[idx[r][keep[r]]].tolist()
         scores = None if fallback[r] else vals[r][keep[r]].tolist()
-        unknown = [i for i, pos in zip(listed or [], model.catalog_index.get_indexer(listed or [])) if pos < 0]
+        unknown = [i for i, pos in zip(listed or [], model.positions(listed or [])) if pos < 0]
         items.append(ids + unknown)
         values.append(None if scores is None else scores + [None] * len(unknown))
     return pa.array(items, pa.list_(pa.string())), pa.array(values, pa.list_(pa.float32()))

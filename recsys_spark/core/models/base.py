@@ -130,13 +130,31 @@ class Model(ABC):
         return pd.Index(self.item_ids)
 
     @cached_property
+    def _catalog_dict(self) -> dict:
+        return {item: i for i, item in enumerate(self.item_ids)}
+
+    def positions(self, ids) -> np.ndarray:
+        """Each ID's catalog position, -1 for IDs the catalog does not have. A few IDs (one real-time
+        request) are looked up in a dict, many (a batch partition) by pandas' vectorised index.
+
+        >>> from recsys_spark.core.models.ranked import RankedItemsModel
+        >>> RankedItemsModel(np.array(["a", "b"], dtype=object), np.ones(2)).positions(["b", "zz"]).tolist()
+        [1, -1]
+        """
+        if len(ids) <= 64:
+            found = self._catalog_dict
+            return np.array([found.get(x, -1) for x in ids], dtype=np.int64)
+        return self.catalog_index.get_indexer(ids)
+
+    @cached_property
     def catalog_ids(self) -> pa.Array:
         """The catalog as an Arrow array (taking from it builds result lists without a Python string each)."""
         return pa.array(self.item_ids, pa.string())
 
     def __getstate__(self):
         # Caches are rebuilt where the model lands; per-user state travels separately.
-        return {k: v for k, v in self.__dict__.items() if k not in ("catalog_index", "catalog_ids", "users")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("catalog_index", "_catalog_dict", "catalog_ids", "users")}
 
     @abstractmethod
     def score_users(self, block: UserBlock) -> np.ndarray:
