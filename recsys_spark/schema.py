@@ -43,6 +43,7 @@ MAX_METADATA = {"interactions": 5, "users": 25, "items": 100}
 MIN_METADATA = {"interactions": 0, "users": 1, "items": 1}
 MAX_ID_LENGTH = 256
 MAX_CATEGORICAL_LENGTH = 1000
+ID_FIELDS = ("USER_ID", "ITEM_ID")
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -154,6 +155,19 @@ class DatasetSchema(BaseModel):
                                      f"{MAX_METADATA[dataset]} metadata fields besides "
                                      f"{', '.join(REQUIRED[dataset])}, found {len(metadata)}"))
         return out
+
+    def max_length(self, name: str, dataset: str) -> int | None:
+        """The longest value the service takes in a field of ``dataset`` (None: no limit): IDs 256 characters;
+        categorical values and impressions 1,000, and every item string that is not textual (textual values
+        have no limit here: the service truncates them at 20,000 characters instead of rejecting them)."""
+        f = self.field(name)
+        if f is None or f.base_type != "string" or f.textual:
+            return None
+        if name in ID_FIELDS:
+            return MAX_ID_LENGTH
+        if f.categorical or name == "IMPRESSION" or dataset == "items":
+            return MAX_CATEGORICAL_LENGTH
+        return None
 
     def metadata_fields(self, dataset: str) -> list[SchemaField]:
         """Fields that are neither required nor reserved for ``dataset``."""

@@ -47,17 +47,30 @@ def list_files(spark, uri: str, suffixes: tuple[str, ...]) -> list[str]:
 def read_first_line(spark, uri: str) -> str:
     """The first line of a text file (decompressed when its name says gzip, bzip2...), without its newline."""
     jvm = spark.sparkContext._jvm
-    path, fs = _hadoop_path(spark, uri)
-    stream = fs.open(path)
-    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
-        spark.sparkContext._jsc.hadoopConfiguration()).getCodec(path)
-    if codec is not None:
-        stream = codec.createInputStream(stream)
-    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(_open(spark, uri), "UTF-8"))
     try:
         return reader.readLine() or ""
     finally:
         reader.close()
+
+
+def read_head(spark, uri: str, size: int = 1 << 16) -> bytes:
+    """Up to ``size`` first bytes of a file, decompressed when its name says gzip, bzip2..."""
+    jvm = spark.sparkContext._jvm
+    stream = jvm.org.apache.commons.io.input.BoundedInputStream(_open(spark, uri), size)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
+def _open(spark, uri: str):
+    jvm = spark.sparkContext._jvm
+    path, fs = _hadoop_path(spark, uri)
+    stream = fs.open(path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()).getCodec(path)
+    return stream if codec is None else codec.createInputStream(stream)
 
 
 def write_text(spark, uri: str, text: str) -> None:

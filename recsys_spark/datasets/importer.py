@@ -27,11 +27,12 @@ from pyspark.sql import functions as F
 
 from recsys_spark.config import Config, ImportJob
 from recsys_spark.datasets import writes
-from recsys_spark.datasets.csv_source import read_csv
+from recsys_spark.datasets.csv_source import BLOCK, FILE, GROUPED, INDEX, LINE_NUMBER, CsvSource, is_record
 from recsys_spark.datasets.validation import BAD, validate
 from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
+from recsys_spark.storage import delete_path
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,15 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0  # accepted rows already present (INCREMENTAL) or superseded by a later line
     version: int | None = None
-    sample_rejects: list[tuple[str, str]] = field(default_factory=list)
+    sample_rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (line number, line, reason)
 
     def summary(self) -> str:
         lines = [f"import {self.dataset} ({self.mode}) from {self.source}: {self.read:,} rows read, "
                  f"{self.accepted:,} accepted, {self.rejected:,} rejected; {self.inserted:,} inserted, "
                  f"{self.updated:,} updated, {self.unchanged:,} unchanged; table version {self.version} "
                  f"(job {self.job_id})"]
-        lines += [f"  rejected: {reason}  <- {line[:80]!r}" for line, reason in self.sample_rejects]
+        lines += [f"  rejected line {number}: {reason}  <- {line[:80]!r}"
+                  for number, line, reason in self.sample_rejects]
         return "\n".join(lines)
 
 
@@ -85,14 +87,14 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     with job_run(warehouse, "import", job.dataset, inputs) as run:
         schema = warehouse.schema(job.dataset)
         warehouse.ensure_table(job.dataset)  # a schema mismatch fails before reading anything
-        # Users and items keep the last line per ID, so they need the rows' file order.
-        rows = read_csv(spark, job.source, schema, job.allow_extra_columns, with_order=job.dataset in ID_FIELD)
-        checked = validate(rows, schema)
-
-        # Pass 1: keep the rejects (a log, even when the job then fails) and count them in the same scan.
-        stats = Observation(f"import-{run.job_id}")
-        writes.append_rejects(warehouse, job.dataset, checked.observe(stats, *writes.reject_counts()), run.job_id)
-        read, rejected = stats.get["read"], stats.get["rejected"]
+        source = CsvSource(spark, job.source, schema, job.allow_extra_columns)
+        rows = source.read()
+        staging = warehouse.staging_path(run.job_id)
+        try:
+            stitched, counts = _first_pass(warehouse, job, source, rows, staging, run.job_id)
+        finally:
+            delete_path(spark, staging)
+        read, rejected = counts
         result = ImportResult(run.job_id, job.dataset, job.mode, job.source, read, read - rejected, rejected)
         result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
         run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
@@ -101,12 +103,16 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
         writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
                                   what=f"rows of {job.source}", setting="max_reject_ratio",
                                   outcome="nothing was imported",
-                                  examples=[why for _, why in result.sample_rejects[:3]])
+                                  examples=[f"line {n}: {why}" for n, _, why in result.sample_rejects[:3]])
 
-        # Pass 2: the accepted rows, as one Delta commit. (`observe` also keeps Spark from pushing the filter
-        # into the CSV parsing, where it would parse each line once per field.)
+        # Pass 2: the accepted rows, as one Delta commit; the files are read again (a second reading is cheaper
+        # than keeping every row between the passes). `observe` also keeps Spark from pushing the filter into
+        # the parsing.
+        everything = rows if stitched is None else rows.unionByName(stitched)
+        checked = validate(source.fields(everything, with_order=job.dataset in ID_FIELD), schema, job.dataset)
         written = Observation(f"accepted-{run.job_id}")
-        accepted = checked.observe(written, F.count_if(~F.col(BAD)).alias("rows")).where(~F.col(BAD))
+        accepted = (checked.observe(written, F.count_if(is_record() & ~F.col(BAD)).alias("rows"))
+                    .where(is_record() & ~F.col(BAD)))
         if job.mode == "FULL":
             _replace_bulk(warehouse, job.dataset, accepted, result)
         else:
@@ -120,6 +126,35 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
         run.counts.update(inserted=result.inserted, updated=result.updated, unchanged=result.unchanged)
         run.metrics["version"] = result.version
     return result
+
+
+def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, rows: DataFrame, staging: str,
+                job_id: str) -> tuple[DataFrame | None, tuple[int, int]]:
+    """Validate every record, keep the rejects (a log, even when the job then fails) with their line
+    numbers, and count; returns the records the segments' fragments hold (None when there are none), and
+    (records read, rejected).
+
+    One scan writes to staging what the driver needs, all of it small: the rejected records, the fragments
+    and the segments' line counts (line numbers are known only once every segment has been counted).
+    """
+    spark, schema = warehouse.spark, warehouse.schema(job.dataset)
+    stats = Observation(f"import-{job_id}")
+    checked = validate(source.fields(rows), schema, job.dataset)
+    counts = F.count_if(is_record()).alias("read"), F.count_if(is_record() & F.col(BAD)).alias("bad")
+    checked.observe(stats, *counts).where(~is_record() | F.col(BAD)).select(*GROUPED.names).write.parquet(staging)
+    staged = spark.read.parquet(staging)
+    fragments = staged.where(~is_record()).collect()
+    read, rejected = stats.get["read"], stats.get["bad"]
+    stitched, bad = source.stitch(fragments), staged.where(is_record())
+    if stitched is not None:
+        found = validate(source.fields(stitched), schema, job.dataset).agg(*writes.reject_counts()).first()
+        read, rejected, bad = read + found["read"], rejected + found["rejected"], bad.unionByName(stitched)
+    if rejected:
+        numbers = F.broadcast(source.line_numbers(fragments))
+        rejects = (validate(source.fields(bad), schema, job.dataset).join(numbers, [FILE, BLOCK])
+                   .withColumn(LINE_NUMBER, F.col("_first") + F.col(INDEX)))
+        writes.append_rejects(warehouse, job.dataset, rejects, job_id)
+    return stitched, (read, rejected)
 
 
 def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:
@@ -140,7 +175,8 @@ def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, resul
     result.unchanged = result.accepted - result.inserted
 
 
-def _sample_rejects(warehouse: Warehouse, dataset: str, job_id: str, n: int = 5) -> list[tuple[str, str]]:
+def _sample_rejects(warehouse: Warehouse, dataset: str, job_id: str, n: int = 5) -> list[tuple[int, str, str]]:
     rows = (warehouse.spark.read.format("delta").load(warehouse.rejects_path(dataset))
-            .where(F.col("job_id") == job_id).select("line", "reason").limit(n).collect())
-    return [(r.line or "", r.reason) for r in rows]
+            .where(F.col("job_id") == job_id).orderBy("source_file", "line_number")
+            .select("line_number", "line", "reason").limit(n).collect())
+    return [(r.line_number, r.line or "", r.reason) for r in rows]

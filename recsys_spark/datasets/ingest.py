@@ -87,7 +87,7 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
     def process(batch: DataFrame, batch_id: int) -> None:
         # File order within the batch (later records win); a row id is only available on a batch.
         batch = batch.withColumn(ORDER, F.struct(FILE, "_block", F.monotonically_increasing_id()))
-        checked = validate(_records(batch, dataset, schema), schema).persist()
+        checked = validate(_records(batch, dataset, schema), schema, dataset).persist()
         try:
             # Its own action, not observed during the rejects' append: a replayed batch's append is skipped
             # (its transaction id was seen) and would leave an observation empty.

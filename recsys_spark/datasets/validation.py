@@ -7,8 +7,9 @@ and flags invalid rows in ``_bad``; :func:`reason` is the message of an invalid 
 ``; ``-separated. The flag is a cheap boolean evaluated for every row; the message is built only for the
 rejected rows it is selected on. Everything runs as Spark SQL expressions in the JVM.
 
->>> checked = validate(rows, config.schema("interactions"))                              # doctest: +SKIP
->>> checked.where(BAD).select("_line", reason(config.schema("interactions"))).show()     # doctest: +SKIP
+>>> schema = config.schema("interactions")                                              # doctest: +SKIP
+>>> checked = validate(rows, schema, "interactions")                                    # doctest: +SKIP
+>>> checked.where(BAD).select("_line", reason(schema, "interactions")).show()           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from recsys_spark.schema import MAX_CATEGORICAL_LENGTH, MAX_ID_LENGTH, DatasetSchema, SchemaField
+from recsys_spark.schema import DatasetSchema, SchemaField
 
 FORMAT_ERROR = "_format_error"
 BAD = "_bad"
 SPARK_TYPE = {"int": "INT", "long": "BIGINT", "float": "FLOAT", "double": "DOUBLE", "boolean": "BOOLEAN",
               "string": "STRING"}
-ID_FIELDS = ("USER_ID", "ITEM_ID")
 EPOCH_FIELDS = ("TIMESTAMP", "CREATION_TIMESTAMP")
 # Epoch seconds stay below this until the year 5138; a value above it is almost surely milliseconds.
 MAX_EPOCH_SECONDS = 10 ** 11
@@ -43,8 +43,9 @@ def _shown(c: Column) -> Column:
                     F.lit("'"))
 
 
-def _checks(f: SchemaField) -> list[tuple[Column, list[str | Column]]]:
-    """(condition that the value is wrong, message parts) for one field."""
+def _checks(f: SchemaField, limit: int | None) -> list[tuple[Column, list[str | Column]]]:
+    """(condition that the value is wrong, message parts) for one field whose values may have up to ``limit``
+    characters."""
     value, present = typed(f), raw(f).isNotNull()
     out: list[tuple[Column, list[str | Column]]] = []
     if not f.nullable:
@@ -62,28 +63,30 @@ def _checks(f: SchemaField) -> list[tuple[Column, list[str | Column]]]:
         out.append((present & (value >= MAX_EPOCH_SECONDS),
                     [f"{f.name} looks like milliseconds; epoch seconds expected: ", raw(f)]))
         out.append((present & (value < 0), [f"{f.name} is negative: ", raw(f)]))
-    limit = MAX_ID_LENGTH if f.name in ID_FIELDS else MAX_CATEGORICAL_LENGTH if f.categorical else None
     if limit:
         out.append((present & (F.length(raw(f)) > limit),
                     [f"{f.name} is longer than {limit} characters (", F.length(raw(f)).cast("string"), ")"]))
     return out
 
 
-def validate(rows: DataFrame, schema: DatasetSchema) -> DataFrame:
+def _all_checks(schema: DatasetSchema, dataset: str) -> list[tuple[Column, list[str | Column]]]:
+    return [check for f in schema.fields for check in _checks(f, schema.max_length(f.name, dataset))]
+
+
+def validate(rows: DataFrame, schema: DatasetSchema, dataset: str) -> DataFrame:
     """Typed schema columns, the strings as ``_str_<FIELD>``, carried columns unchanged, and ``_bad``."""
     names = set(schema.names)
     carried = [c for c in rows.columns if c not in names]
     strings = rows.select(*[F.col(f"`{n}`").alias(f"_str_{n}") for n in schema.names], *carried)
     bad = F.col(FORMAT_ERROR).isNotNull()
-    for f in schema.fields:
-        for condition, _ in _checks(f):
-            bad = bad | F.coalesce(condition, F.lit(False))
+    for condition, _ in _all_checks(schema, dataset):
+        bad = bad | F.coalesce(condition, F.lit(False))
     return strings.select(*[typed(f).alias(f.name) for f in schema.fields], "*", bad.alias(BAD))
 
 
-def reason(schema: DatasetSchema) -> Column:
+def reason(schema: DatasetSchema, dataset: str) -> Column:
     """Why a row of :func:`validate`'s output is bad: the format error, else every failed check."""
     messages = [F.when(condition, F.concat(*[F.lit(p) if isinstance(p, str) else p for p in parts]))
-                for f in schema.fields for condition, parts in _checks(f)]
+                for condition, parts in _all_checks(schema, dataset)]
     found = F.concat_ws("; ", *messages)  # skips the None of checks that passed
     return F.coalesce(F.col(FORMAT_ERROR), F.when(found != "", found))

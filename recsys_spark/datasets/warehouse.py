@@ -6,6 +6,7 @@ Layout under the root (docs/architecture.md)::
     <root>/_rejects/<dataset>/                           rows that failed validation, with reasons
     <root>/_jobs/                                        one row per job run
     <root>/_checkpoints/                                 streaming ingestion progress
+    <root>/_staging/<job id>/                            an import's intermediate rows, deleted when it ends
 
 Dataset tables carry the schema's columns plus bookkeeping columns starting with ``_``: ``_ORIGIN``
 (``bulk`` for CSV imports, ``stream`` for ingested records; a FULL import replaces only bulk rows, as the
@@ -39,6 +40,8 @@ REJECTS_SCHEMA = T.StructType([
     T.StructField("line", T.StringType(), True),
     T.StructField("reason", T.StringType(), False),
     T.StructField("rejected_at", T.TimestampType(), False),
+    # Added later: tables written before it get it on their next append (null in their older rows).
+    T.StructField("line_number", T.LongType(), True),
 ])
 
 
@@ -75,6 +78,9 @@ class Warehouse:
     @property
     def jobs_path(self) -> str:
         return f"{self.root}/_jobs"
+
+    def staging_path(self, job_id: str) -> str:
+        return f"{self.root}/_staging/{job_id}"
 
     def checkpoint_path(self, name: str) -> str:
         return f"{self.root}/_checkpoints/{name}"

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_spark.datasets.csv_source import FILE, LINE, ORDER
+from recsys_spark.datasets.csv_source import FILE, LINE, LINE_NUMBER, ORDER
 from recsys_spark.datasets.validation import BAD, reason
 from recsys_spark.datasets.warehouse import EVENT_ID, ID_FIELD, ORIGIN, REJECTS_SCHEMA, Warehouse, interaction_key
 from recsys_spark.errors import UserError
@@ -46,18 +46,21 @@ def reject_counts() -> tuple[Column, Column]:
 def append_rejects(warehouse: Warehouse, dataset: str, checked: DataFrame, job_id: str,
                    txn: tuple[str, int] | None = None) -> None:
     """Append the rejected rows of ``checked`` (validated rows with ``_line`` and ``_file``) to
-    ``<root>/_rejects/<dataset>``: job id, dataset, source file, the raw line, the reason, the time.
+    ``<root>/_rejects/<dataset>``: job id, dataset, source file, the raw line, the reason, the time, and the
+    line number in the file when ``checked`` has ``_line_number``.
 
     ``txn`` (app id, version) makes a retried append a no-op: a replayed ingest batch does not keep its rejects
     twice.
 
     >>> append_rejects(warehouse, "interactions", checked, "ingest-3f2a:7", txn=("ingest-3f2a", 7))  # doctest: +SKIP
     """
+    number = F.col(LINE_NUMBER) if LINE_NUMBER in checked.columns else F.lit(None)
     rejects = checked.where(F.col(BAD)).select(
         F.lit(job_id).alias("job_id"), F.lit(dataset).alias("dataset"), F.col(FILE).alias("source_file"),
-        F.col(LINE).alias("line"), reason(warehouse.schema(dataset)).alias("reason"),
-        F.current_timestamp().alias("rejected_at"))
-    writer = rejects.select(*REJECTS_SCHEMA.names).write.format("delta").mode("append")
+        F.col(LINE).alias("line"), reason(warehouse.schema(dataset), dataset).alias("reason"),
+        F.current_timestamp().alias("rejected_at"), number.cast("long").alias("line_number"))
+    # mergeSchema: a rejects table created before line_number existed gets the column.
+    writer = rejects.select(*REJECTS_SCHEMA.names).write.format("delta").mode("append").option("mergeSchema", True)
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(warehouse.rejects_path(dataset))
