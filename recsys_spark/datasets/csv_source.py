@@ -17,7 +17,7 @@ order, into the records they hold; each segment also reports its number of lines
 every record its line number in the file (:meth:`CsvSource.line_numbers`).
 
 >>> source = CsvSource(spark, "s3a://bucket/in/", config.schema("items"))          # doctest: +SKIP
->>> rows = source.read()                   # every segment's rows: records, fragments, line counts
+>>> rows = source.read()  # every segment's rows: records, fragments, line counts  # doctest: +SKIP
 >>> stitched = source.stitch(rows.where(F.col(KIND) != RECORD).collect())          # doctest: +SKIP
 >>> records = source.fields(rows.unionByName(stitched))                            # doctest: +SKIP
 """
