@@ -44,6 +44,13 @@ def list_files(spark, uri: str, suffixes: tuple[str, ...]) -> list[str]:
     return files
 
 
+def stamp(spark, uri: str) -> tuple[int, int]:
+    """A file's size and modification time: what changes when it is rewritten."""
+    path, fs = _hadoop_path(spark, uri)
+    status = fs.getFileStatus(path)
+    return status.getLen(), status.getModificationTime()
+
+
 def read_first_line(spark, uri: str) -> str:
     """The first line of a text file (decompressed when its name says gzip, bzip2...), without its newline."""
     jvm = spark.sparkContext._jvm

@@ -13,21 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from recsys_spark.core.kernels.csvrecords import (
-    HEAD,
-    LOOSE,
-    MAX_RECORD_CHARS,
-    QUOTE_IN_QUOTED,
-    QUOTE_IN_UNQUOTED,
-    RECORD,
-    SEGMENT,
-    TAIL,
-    UNBALANCED,
-    SegmentReader,
-    parse_header,
-    read_lines,
-    stitch,
-)
+from recsys_spark.core.kernels.csvrecords import (HEAD, LOOSE, MAX_RECORD_CHARS, QUOTE_IN_QUOTED, QUOTE_IN_UNQUOTED,
+                                                  RECORD, SEGMENT, TAIL, UNBALANCED, SegmentReader, parse_header,
+                                                  read_lines, stitch)
 
 # Values that need quoting in every way real files have them, and some that need none.
 VALUES = ["plain", "with,comma", 'He said "hi"', '"', '""', "two\nlines", "crlf\r\nin a value", "\n", "ends with\n",

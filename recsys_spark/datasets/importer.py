@@ -19,16 +19,20 @@ The rejects, the ratio check and the INCREMENTAL upsert are ingestion's too (:mo
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from functools import reduce
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_spark.config import Config, ImportJob
+from recsys_spark.core.kernels.csvrecords import SEGMENT
 from recsys_spark.datasets import writes
-from recsys_spark.datasets.csv_source import BLOCK, FILE, GROUPED, INDEX, LINE_NUMBER, CsvSource, is_record
-from recsys_spark.datasets.validation import BAD, validate
+from recsys_spark.datasets.csv_source import (BLOCK, FILE, GROUP, INDEX, IS_RECORD, KIND, LINE, LINE_NUMBER, ORDER, POS,
+                                              QUOTED, CsvSource, record_columns)
+from recsys_spark.datasets.validation import BAD, convert, raw, validate
 from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
@@ -85,76 +89,142 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     spark = warehouse.spark
     inputs = {"dataset": job.dataset, "source": job.source, "mode": job.mode}
     with job_run(warehouse, "import", job.dataset, inputs) as run:
-        schema = warehouse.schema(job.dataset)
         warehouse.ensure_table(job.dataset)  # a schema mismatch fails before reading anything
-        source = CsvSource(spark, job.source, schema, job.allow_extra_columns)
-        rows = source.read()
+        source = CsvSource(spark, job.source, warehouse.schema(job.dataset), job.allow_extra_columns)
         staging = warehouse.staging_path(run.job_id)
         try:
-            stitched, counts = _first_pass(warehouse, job, source, rows, staging, run.job_id)
+            reading = _first_pass(warehouse, job, source, staging, run.job_id)
+            read, rejected = reading.read, reading.rejected
+            result = ImportResult(run.job_id, job.dataset, job.mode, job.source, read, read - rejected, rejected)
+            result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
+            run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
+            run.metrics["files_with_quotes"] = len(reading.quoted)
+            if read == 0:
+                raise UserError(f"source {job.source} has no data rows; nothing imported")
+            writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
+                                      what=f"rows of {job.source}", setting="max_reject_ratio",
+                                      outcome="nothing was imported",
+                                      examples=[f"line {n}: {why}" for n, _, why in result.sample_rejects[:3]])
+            if changed := source.changed():
+                raise UserError(f"{', '.join(changed)} changed during the import; nothing was imported, run it again")
+            written = _second_pass(warehouse, job, source, reading, staging, result)
         finally:
             delete_path(spark, staging)
-        read, rejected = counts
-        result = ImportResult(run.job_id, job.dataset, job.mode, job.source, read, read - rejected, rejected)
-        result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
-        run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
-        if read == 0:
-            raise UserError(f"source {job.source} has no data rows; nothing imported")
-        writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
-                                  what=f"rows of {job.source}", setting="max_reject_ratio",
-                                  outcome="nothing was imported",
-                                  examples=[f"line {n}: {why}" for n, _, why in result.sample_rejects[:3]])
-
-        # Pass 2: the accepted rows, as one Delta commit; the files are read again (a second reading is cheaper
-        # than keeping every row between the passes). `observe` also keeps Spark from pushing the filter into
-        # the parsing.
-        everything = rows if stitched is None else rows.unionByName(stitched)
-        checked = validate(source.fields(everything, with_order=job.dataset in ID_FIELD), schema, job.dataset)
-        written = Observation(f"accepted-{run.job_id}")
-        accepted = (checked.observe(written, F.count_if(is_record() & ~F.col(BAD)).alias("rows"))
-                    .where(is_record() & ~F.col(BAD)))
-        if job.mode == "FULL":
-            _replace_bulk(warehouse, job.dataset, accepted, result)
-        else:
-            result.inserted, result.updated = writes.upsert(warehouse, job.dataset, accepted, BULK)
-            result.unchanged = result.accepted - result.inserted - result.updated
-        if written.get["rows"] != result.accepted:  # the source changed between the two passes
-            run.metrics["second_pass_rows"] = written.get["rows"]
+        if written != result.accepted:  # the source changed during the second pass
+            run.metrics["second_pass_rows"] = written
             log.warning("%s changed during the import: %d valid rows in the first pass, %d written; rerun it",
-                        job.source, result.accepted, written.get["rows"])
+                        job.source, result.accepted, written)
         result.version = table_version(spark, warehouse.path(job.dataset))
         run.counts.update(inserted=result.inserted, updated=result.updated, unchanged=result.unchanged)
         run.metrics["version"] = result.version
     return result
 
 
-def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, rows: DataFrame, staging: str,
-                job_id: str) -> tuple[DataFrame | None, tuple[int, int]]:
-    """Validate every record, keep the rejects (a log, even when the job then fails) with their line
-    numbers, and count; returns the records the segments' fragments hold (None when there are none), and
-    (records read, rejected).
+def _second_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _Reading, staging: str,
+                 result: ImportResult) -> int:
+    """Write the accepted rows, as one Delta commit; returns how many were written. The files are read again,
+    which costs less than keeping every row between the passes. (`observe` also keeps Spark from pushing the
+    filter into the parsing.)"""
+    written = Observation(f"accepted-{result.job_id}")
+    good = F.col(IS_RECORD) & ~F.col(BAD)
+    accepted = _records(warehouse, job, source, reading, staging).observe(written, F.count_if(good).alias("rows"))
+    accepted = accepted.where(good)
+    if job.mode == "FULL":
+        _replace_bulk(warehouse, job.dataset, accepted, result)
+    else:
+        result.inserted, result.updated = writes.upsert(warehouse, job.dataset, accepted, BULK)
+        result.unchanged = result.accepted - result.inserted - result.updated
+    return written.get["rows"]
 
-    One scan writes to staging what the driver needs, all of it small: the rejected records, the fragments
-    and the segments' line counts (line numbers are known only once every segment has been counted).
+
+@dataclass
+class _Reading:
+    """What the first pass learnt: the files with quotes (read in segments), the records held by their
+    segments' fragments (None when none), the records read and rejected, and the rejects among the files
+    read plainly (their positions are in staging)."""
+
+    quoted: set[str]
+    stitched: DataFrame | None
+    read: int
+    rejected: int
+    plain_rejected: int
+
+
+def _records(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _Reading, staging: str) -> DataFrame:
+    """Every record again, typed, with ``_bad``, as validation gives them.
+
+    Files without quotes are read exactly as in the first pass, so their lines get the same positions: the
+    first pass's rejects are left out by position and the others are only typed, not checked again (the files
+    are the same, :meth:`CsvSource.changed`). Files with quotes are read in segments and validated again.
     """
-    spark, schema = warehouse.spark, warehouse.schema(job.dataset)
-    stats = Observation(f"import-{job_id}")
-    checked = validate(source.fields(rows), schema, job.dataset)
-    counts = F.count_if(is_record()).alias("read"), F.count_if(is_record() & F.col(BAD)).alias("bad")
-    checked.observe(stats, *counts).where(~is_record() | F.col(BAD)).select(*GROUPED.names).write.parquet(staging)
-    staged = spark.read.parquet(staging)
-    fragments = staged.where(~is_record()).collect()
-    read, rejected = stats.get["read"], stats.get["bad"]
-    stitched, bad = source.stitch(fragments), staged.where(is_record())
-    if stitched is not None:
-        found = validate(source.fields(stitched), schema, job.dataset).agg(*writes.reject_counts()).first()
-        read, rejected, bad = read + found["read"], rejected + found["rejected"], bad.unionByName(stitched)
+    schema, dataset = warehouse.schema(job.dataset), job.dataset
+    keep = [*schema.names, IS_RECORD, FILE, BLOCK, POS, BAD]
+    plain = source.plain().where(~F.col(FILE).isin(list(reading.quoted)))
+    if reading.plain_rejected:
+        rejected = warehouse.spark.read.parquet(f"{staging}/plain").select(GROUP, POS)
+        plain = plain.join(rejected, [GROUP, POS], "left_anti")
+    records = convert(plain.select(*record_columns(schema)), schema).withColumn(BAD, F.lit(False)).select(*keep)
+    if reading.quoted:
+        segments = source.segments(reading.quoted)
+        if reading.stitched is not None:
+            segments = segments.unionByName(reading.stitched)
+        segmented = validate(source.records(segments).select(*record_columns(schema)), schema, dataset)
+        records = records.unionByName(segmented.select(*keep))
+    if dataset in ID_FIELD:  # users and items keep the last line per ID: the rows' file order
+        records = records.withColumn(ORDER, F.struct(FILE, BLOCK, POS))
+    return records
+
+
+def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging: str, job_id: str) -> _Reading:
+    """Validate every record, keep the rejects (a log, even when the job then fails) with their line
+    numbers, and count.
+
+    Every file is read plainly first, noting the files with quotes; those are then read in segments. Each
+    reading writes to staging what the driver needs, all of it small: the rejected records and, for the
+    segments, their fragments and line counts. A reject's line number needs the line counts of the segments
+    before its own: when there are rejects, the plain reading's are counted in one more scan.
+    """
+    spark, schema, dataset = warehouse.spark, warehouse.schema(job.dataset), job.dataset
+    columns, record = record_columns(schema), F.col(IS_RECORD)
+    bad = record & F.col(BAD)
+    # Validated rows as they were read (the strings, not the typed values), to validate again later.
+    as_read = [raw(f).alias(f.name) for f in schema.fields] + columns[len(schema.fields):]
+    plain = validate(source.plain(), schema, dataset)
+    seen = Observation(f"plain-{job_id}")
+    (plain.observe(seen, F.count_if(record).alias("read"), F.count_if(bad).alias("bad"),
+                   F.to_json(F.collect_set(F.when(F.col(QUOTED), F.col(FILE)))).alias("quoted"))
+     .where(bad).select(*as_read).write.parquet(f"{staging}/plain"))
+    quoted = set(json.loads(seen.get["quoted"]))
+    read, rejected, segments, rejects = seen.get["read"], seen.get["bad"], [], []
+    if quoted or rejected:
+        per_segment = plain.groupBy(FILE, BLOCK).agg(
+            F.count(F.lit(1)).alias("lines"), F.min(POS).alias("first"), F.count_if(record).alias("read"),
+            F.count_if(bad).alias("bad")).where(~F.col(FILE).isin(list(quoted))).collect()
+        read, rejected = sum(r.read for r in per_segment), sum(r.bad for r in per_segment)
+        segments = [(r[FILE], r[BLOCK], r.lines, r.first) for r in per_segment]
+        rejects.append(spark.read.parquet(f"{staging}/plain").where(~F.col(FILE).isin(list(quoted))))
+    plain_rejected, stitched = rejected, None
+    if quoted:
+        checked = validate(source.records(source.segments(quoted)), schema, dataset)
+        counted = Observation(f"segments-{job_id}")
+        (checked.observe(counted, F.count_if(record).alias("read"), F.count_if(bad).alias("bad"))
+         .where(~record | bad).select(*as_read, KIND, INDEX).write.parquet(f"{staging}/segments"))
+        staged = spark.read.parquet(f"{staging}/segments")
+        fragments = staged.where(~record).select(KIND, INDEX, LINE, FILE, BLOCK, GROUP).collect()
+        read, rejected = read + counted.get["read"], rejected + counted.get["bad"]
+        segments += [(r[FILE], r[BLOCK], r[INDEX], 0) for r in fragments if r[KIND] == SEGMENT]
+        rejects.append(staged.where(record).select(*columns))
+        stitched = source.stitch(fragments)
+        if stitched is not None:
+            found = validate(source.records(stitched), schema, dataset).agg(*writes.reject_counts()).first()
+            read, rejected = read + found["read"], rejected + found["rejected"]
+            rejects.append(source.records(stitched).select(*columns))
     if rejected:
-        numbers = F.broadcast(source.line_numbers(fragments))
-        rejects = (validate(source.fields(bad), schema, job.dataset).join(numbers, [FILE, BLOCK])
-                   .withColumn(LINE_NUMBER, F.col("_first") + F.col(INDEX)))
-        writes.append_rejects(warehouse, job.dataset, rejects, job_id)
-    return stitched, (read, rejected)
+        numbers = F.broadcast(source.segment_lines(segments))
+        lines = reduce(DataFrame.unionByName, rejects).join(numbers, [FILE, BLOCK])
+        lines = lines.withColumn(LINE_NUMBER, F.col("_first") + F.col(POS))
+        writes.append_rejects(warehouse, dataset, validate(lines, schema, dataset), job_id)
+    return _Reading(quoted, stitched, read, rejected, plain_rejected)
 
 
 def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:

@@ -84,6 +84,14 @@ def validate(rows: DataFrame, schema: DatasetSchema, dataset: str) -> DataFrame:
     return strings.select(*[typed(f).alias(f.name) for f in schema.fields], "*", bad.alias(BAD))
 
 
+def convert(rows: DataFrame, schema: DatasetSchema) -> DataFrame:
+    """Rows that an earlier :func:`validate` of the same input found valid, with their fields typed like
+    :func:`validate`'s (the checks are not evaluated again), carried columns unchanged."""
+    carried = [c for c in rows.columns if c not in set(schema.names)]
+    strings = rows.select(*[F.col(f"`{n}`").alias(f"_str_{n}") for n in schema.names], *carried)
+    return strings.select(*[typed(f).alias(f.name) for f in schema.fields], *carried)
+
+
 def reason(schema: DatasetSchema, dataset: str) -> Column:
     """Why a row of :func:`validate`'s output is bad: the format error, else every failed check."""
     messages = [F.when(condition, F.concat(*[F.lit(p) if isinstance(p, str) else p for p in parts]))
