@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql import types as T
 
 from recsys_spark.config import ImportJob, load_config
-from recsys_spark.core.kernels.csvrecords import HEAD, SEGMENT, TAIL
+from recsys_spark.core.kernels.csvrecords import HEAD, NOT_UTF8, SEGMENT, TAIL
 from recsys_spark.datasets.csv_source import KIND, CsvSource
 from recsys_spark.datasets.importer import import_csv
 from recsys_spark.datasets.warehouse import REJECTS_SCHEMA, Warehouse
@@ -259,6 +259,18 @@ def test_the_services_value_limits(spark, shop, tmp_path):
     result = run(spark, shop, "interactions", events, ratio=1.0)
     assert [(n, why) for n, why, _ in rejects(spark, shop, result, "interactions")] == [
         (2, "IMPRESSION is longer than 1000 characters (1001)")]
+
+
+def test_lines_that_are_not_utf8_are_rejected_with_their_number(spark, shop, tmp_path):
+    # Excel's plain "CSV" is Windows-1252; one file with quotes (read in segments) and one without.
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes("ITEM_ID,GENRES\r\na1,caf\u00e9\r\na2,\"x, y\"\r\n".encode("cp1252"))
+    (tmp_path / "in" / "b.csv").write_bytes("ITEM_ID,GENRES\nb1,ok\nb2,na\u00efve\n".encode("cp1252"))
+    result = run(spark, shop, "items", tmp_path / "in", ratio=1.0)
+    reasons = {(Path(r.source_file).name, r.line_number): r.reason for r in spark.read.format("delta").load(
+        Warehouse(spark, shop).rejects_path("items")).where(f"job_id = '{result.job_id}'").collect()}
+    assert reasons == {("a.csv", 2): NOT_UTF8, ("b.csv", 3): NOT_UTF8}
+    assert {k: v[1] for k, v in stored(spark, shop).items()} == {"a2": "x, y", "b1": "ok"}
 
 
 def test_header_lines_that_cannot_be_read_fail_before_any_work(spark, shop, tmp_path):

@@ -104,7 +104,7 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
             writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
                                       what=f"rows of {job.source}", setting="max_reject_ratio",
                                       outcome="nothing was imported",
-                                      examples=[f"line {n}: {why}" for n, _, why in result.sample_rejects[:3]])
+                                      examples=[why for _, _, why in result.sample_rejects[:3]])
             if changed := source.changed():
                 raise UserError(f"{', '.join(changed)} changed during the import; nothing was imported, run it again")
             written = _second_pass(warehouse, job, source, reading, staging, result)
