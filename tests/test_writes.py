@@ -64,7 +64,7 @@ def test_import_and_ingest_over_the_reject_ratio_keep_the_table_and_the_rejects(
 
     with pytest.raises(UserError, match=r"1 of 2 rows of .*bad\.csv were rejected \(50\.0%\), above "
                                         r"max_reject_ratio 1\.0%; nothing was imported\. Reasons are in "
-                                        r".*_rejects/users \(job_id .+\), e\.g\.: line 2: AGE is not a int integer"):
+                                        r".*_rejects/users \(job_id .+\), e\.g\.: AGE is not a int integer"):
         run_imports(spark, shop, "users", write(tmp_path / "bad.csv", "USER_ID,GENDER,AGE\nu1,F,x\nu5,M,50\n"),
                     "INCREMENTAL")
     write(tmp_path / "landing" / "users" / "bad.jsonl", user_record("u1", "y") + user_record("u6", "z")
