@@ -209,14 +209,14 @@ def test_events_take_effect_at_once_and_land_durably(group, served, runtime):
     # Every record is in the landing folder once published, in the shape `ingest` reads.
     deadline = time.monotonic() + 10
     landing = Path(config.landing)
-    while True:
-        lines = [json.loads(x) for f in (landing / "events").glob("serve-*.jsonl") for x in f.read_text().splitlines()]
-        if len(lines) >= 7 or time.monotonic() > deadline:
+    while True:  # each file is published publish_seconds after its first record
+        lines, items = ([json.loads(x) for f in (landing / folder).glob("serve-*.jsonl")
+                         for x in f.read_text().splitlines()] for folder in ("events", "items"))
+        if (len(lines) >= 7 and items) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert sorted(x["itemId"] for x in lines if x.get("userId") == "newcomer") == [f"B{i}" for i in range(6)]
     assert {"userId": "a0", "sessionId": "s2", "eventType": "buy", "itemId": top, "sentAt": 1_800_000_100} in lines
-    items = [json.loads(x) for f in (landing / "items").glob("serve-*.jsonl") for x in f.read_text().splitlines()]
     assert items == [{"itemId": "A0", "properties": json.dumps({"price": 99.0, "genres": "a|x"})}]
 
 

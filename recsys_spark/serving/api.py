@@ -12,9 +12,13 @@ service's clients send them (there is one dataset group per server).
 from __future__ import annotations
 
 import json
+import logging
 import math
+import queue
 import re
+import threading
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,10 +27,13 @@ import pyarrow as pa
 from botocore.validate import ParamValidator
 
 from recsys_spark.config import Config
+from recsys_spark.core.kernels.scorer import BLOCK_ROWS
 from recsys_spark.errors import UserError
 from recsys_spark.schema import camel_case
 from recsys_spark.serving.landing import LandingWriter
-from recsys_spark.serving.state import Campaign, DatasetGroup
+from recsys_spark.serving.state import Ask, Campaign, DatasetGroup
+
+log = logging.getLogger(__name__)
 
 MAX_RESULTS, MAX_RESULTS_WITH_METADATA = 500, 50
 _session = botocore.session.get_session()
@@ -65,15 +72,72 @@ def validate(service: str, operation: str, body: dict) -> None:
         raise ServiceError("InvalidInputException", report.generate_report())
 
 
+class Scorer:
+    """A thread that scores the recommendation requests in blocks: those that arrive while a block is being
+    scored form the next one. One product of many users by the item factors costs little more than one
+    user's (the matrix is read once), so a busy server pays a fraction per request; an idle one scores each
+    request alone, at once. Each request is answered through its future: ``finish`` turns the campaign's
+    answer into the response body (a :class:`ServiceError` for a request that cannot be answered)."""
+
+    def __init__(self, max_rows: int = BLOCK_ROWS):
+        self.max_rows = max_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="recsys-scorer", daemon=True)
+        self._thread.start()
+
+    def submit(self, campaign: Campaign, ask: Ask, finish) -> Future:
+        future = Future()
+        self._queue.put((campaign, ask, finish, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            pending = [self._queue.get()]
+            while len(pending) < self.max_rows:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in pending:
+                pending, stop = [p for p in pending if p is not None], True
+            by_campaign: dict[int, list] = {}
+            for p in pending:  # a reload may have swapped a campaign: each request keeps the one it was given
+                by_campaign.setdefault(id(p[0]), []).append(p)
+            for group in by_campaign.values():
+                try:
+                    answers = group[0][0].recommend_many([ask for _, ask, _, _ in group])
+                except Exception as e:  # noqa: BLE001 - fails these requests, not the thread
+                    answers = [e] * len(group)
+                for (_, _, finish, future), answer in zip(group, answers):
+                    try:
+                        if isinstance(answer, Exception):
+                            raise answer
+                        future.set_result(finish(answer))
+                    except UserError as e:
+                        future.set_exception(ServiceError("InvalidInputException", str(e)))
+                    except Exception as e:  # noqa: BLE001 - the app answers 500 and logs it
+                        future.set_exception(e)
+
+
 class Api:
     """The operations, over the server's state. ``campaigns`` maps names to loaded campaigns (replaced
     whole when a newer version is loaded, so a request sees one version from start to end)."""
 
     def __init__(self, config: Config, group: DatasetGroup, campaigns: dict[str, Campaign], landing: LandingWriter):
         self.config, self.group, self.campaigns, self.landing = config, group, campaigns, landing
+        self.scorer = Scorer()
+
+    def close(self) -> None:
+        self.scorer.close()
 
     def call(self, operation: str, body: dict):
-        """The response body of ``operation``; for event operations, the future of their durable write too."""
+        """The response body of ``operation``; for recommendations, its future (answered by the
+        :class:`Scorer`); for event operations, the future of their durable write too."""
         handler = getattr(self, "_" + re.sub(r"(?<!^)([A-Z])", r"_\1", operation).lower(), None)
         if handler is None:
             raise ServiceError("InvalidInputException", f"{operation} is not supported by this server", 400)
@@ -114,8 +178,9 @@ class Api:
         if kind == "related" and (user is None) == (item is None):
             raise ServiceError("InvalidInputException", f"campaign {campaign.spec.name} ({campaign.recipe.name}) "
                                                         "needs an itemId or a userId")
-        items, scores, _ = campaign.recommend(user, item, num, *self._filter(body))
-        return {"itemList": _predicted(campaign, items, scores, columns), "recommendationId": _recommendation_id()}
+        ask = Ask(user, item, num, *self._filter(campaign, body))
+        return self.scorer.submit(campaign, ask, lambda answer: {
+            "itemList": _predicted(campaign, *answer[:2], columns), "recommendationId": _recommendation_id()})
 
     def _get_personalized_ranking(self, body: dict) -> dict:
         campaign = self._campaign(body)
@@ -126,14 +191,15 @@ class Api:
         if not 1 <= len(listed) <= MAX_RESULTS:
             raise ServiceError("InvalidInputException", f"inputList must hold 1 to {MAX_RESULTS} items")
         columns = _metadata_columns(body)
-        items, scores, _ = campaign.recommend(body["userId"], None, len(listed), *self._filter(body),
-                                              item_list=listed)
-        return {"personalizedRanking": _predicted(campaign, items, scores, columns),
-                "recommendationId": _recommendation_id()}
+        ask = Ask(body["userId"], None, len(listed), *self._filter(campaign, body), item_list=listed)
+        return self.scorer.submit(campaign, ask, lambda answer: {
+            "personalizedRanking": _predicted(campaign, *answer[:2], columns), "recommendationId": _recommendation_id()})
 
-    def _filter(self, body: dict) -> tuple[str | None, dict | None]:
+    def _filter(self, campaign: Campaign, body: dict) -> tuple[str | None, dict | None]:
         arn = body.get("filterArn")
-        return (_named(arn, "filter") if arn else None), body.get("filterValues")
+        name = _named(arn, "filter") if arn else None
+        campaign.check_filter(name)
+        return name, body.get("filterValues")
 
     # ------------------------------------------------------------------------------------------ events
 

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import logging
 import time
+from concurrent.futures import Future
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -77,7 +78,9 @@ class App:
                 raise ServiceError("SerializationException", "the body must be a JSON object")
             validate(service, operation, request)
             answer = self.api.call(operation, request)
-            if isinstance(answer, tuple):  # an event operation: durable first, then visible
+            if isinstance(answer, Future):  # a recommendation, scored in a block with others
+                answer = await asyncio.wrap_future(answer)
+            elif isinstance(answer, tuple):  # an event operation: durable first, then visible
                 answer, written, apply = answer
                 await asyncio.wrap_future(written)
                 apply()

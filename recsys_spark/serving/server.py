@@ -94,3 +94,4 @@ class Server:
         if self._reloader is not None:
             self._reloader.cancel()
         await asyncio.to_thread(self.landing.close)
+        await asyncio.to_thread(self.api.close)

@@ -34,6 +34,7 @@ from recsys_spark.errors import UserError
 from recsys_spark.serving.tables import read_dataset
 
 HISTORY_COLUMNS = ["ITEM_ID", "EVENT_TYPE", "TIMESTAMP", "EVENT_VALUE"]
+PLAN_CACHE = 1024  # compiled filter bindings kept per campaign
 
 
 def position(index: pd.Index, key) -> int:
@@ -42,7 +43,21 @@ def position(index: pd.Index, key) -> int:
         return index.get_loc(key)
     except KeyError:
         return -1
-PLAN_CACHE = 1024  # compiled filter bindings kept per campaign
+
+
+NO_FILTER = FilterPlan()  # the binding of requests without a filter, beside filtered ones in one block
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One recommendation request as a campaign answers it (the fields of a batch input line)."""
+
+    user_id: str | None = None
+    item_id: str | None = None
+    num_results: int | None = None
+    filter_name: str | None = None
+    filter_values: dict | None = None
+    item_list: list[str] | None = None
 
 
 class Histories:
@@ -85,14 +100,13 @@ class Metadata:
 
     def __init__(self, table: pa.Table | None, key: str):
         self.key = key
-        self.table = table
-        self._rows = pd.Index(table.column(key).to_numpy(zero_copy_only=False)) if table is not None else None
+        self._indexed = (table, self._index(table))
         self.changes = 0  # bumped on every update, so caches built from the table know to rebuild
         self._lock = threading.Lock()
 
     def row(self, key: str) -> pa.Table | None:
         """The record of ``key`` as a one-row table, or None."""
-        table, rows = self.table, self._rows
+        table, rows = self._indexed  # one read: the scorer thread may look while an update swaps them
         if table is None:
             return None
         at = position(rows, key)
@@ -106,9 +120,16 @@ class Metadata:
             keys = [r[self.key] for r in records]
             kept = self.table.filter(pc.invert(pc.is_in(self.table.column(self.key), pa.array(keys, pa.string()))))
             fresh = pa.Table.from_pylist(list({r[self.key]: r for r in records}.values()), schema=self.table.schema)
-            self.table = pa.concat_tables([kept, fresh]).combine_chunks()
-            self._rows = pd.Index(self.table.column(self.key).to_numpy(zero_copy_only=False))
+            table = pa.concat_tables([kept, fresh]).combine_chunks()
+            self._indexed = (table, self._index(table))
             self.changes += 1
+
+    @property
+    def table(self) -> pa.Table | None:
+        return self._indexed[0]
+
+    def _index(self, table: pa.Table | None) -> pd.Index | None:
+        return pd.Index(table.column(self.key).to_numpy(zero_copy_only=False)) if table is not None else None
 
 
 @dataclass
@@ -160,57 +181,100 @@ class Campaign:
                   item_list: list[str] | None = None) -> tuple[list[str], list[float] | None, str | None]:
         """(item IDs best first, their scores or None for popular items, a note) for one request, exactly as
         a batch line with the same fields would be answered."""
-        k = num_results or self.spec.num_results
-        plan = self._plan(filter_name, filter_values)
-        history = self.group.histories.of(user_id) if user_id is not None else None
-        block = self._block(user_id, history)
-        lists = (self._user_lists(plan, filter_name, user_id, history)
-                 if plan is not None and user_id is not None and item_id is None else None)
-        batch = pa.record_batch({
-            "LINE_ID": pa.array([0], pa.int64()), "INPUT": pa.array([""]),
-            "USER_ID": pa.array([user_id if item_id is None else None], pa.string()),
-            "QUERY_ITEM": pa.array([item_id], pa.string()),
-            "ITEM_LIST": pa.array([item_list], pa.list_(pa.string())), "ERROR": pa.array([None], pa.string()),
-            "BINDING_ID": pa.array([0], pa.int32()),
-            **{f"F_{c.upper()}": pa.array([None if lists is None else lists[c]],
-                                          pa.list_(pa.int32() if c == "applies" else pa.string()))
-               for c in ("include", "exclude", "applies")}}).select(REQUEST_COLUMNS)
-        settings = KernelSettings(k, self.settings.exclude_seen, [plan] if plan is not None else [],
-                                  item_list is not None, self.fresh_after if self.factors is not None else None)
-        out = score_batch(self.model, batch, block, settings)
-        scores = out.column("SCORES")[0].as_py()
-        return out.column("ITEMS")[0].as_py(), scores, out.column("NOTE")[0].as_py()
+        answer = self.recommend_many([Ask(user_id, item_id, num_results, filter_name, filter_values, item_list)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
-    def _block(self, user_id: str | None, history: pa.Table | None) -> UserBlock:
-        """The user's weighted history (items of the catalog only) and stored factors, as the batch job
+    def recommend_many(self, asks: list[Ask]) -> list[tuple | Exception]:
+        """:meth:`recommend` for many requests at once, as the batch job scores a block of lines: one product
+        of all their users by the item factors (the matrix is read once, not once per request), one
+        filter-list computation per filter. A request that cannot be answered gets its exception."""
+        answers: list = [None] * len(asks)
+        groups: dict[tuple, list[int]] = {}
+        for i, ask in enumerate(asks):
+            groups.setdefault((ask.num_results or self.spec.num_results, ask.item_list is not None), []).append(i)
+        for (k, ranking), members in groups.items():
+            plans, bindings = [], []
+            for i in members:
+                try:
+                    bindings.append(self._binding(asks[i], plans))
+                except UserError as e:
+                    answers[i] = e
+            members = [i for i in members if answers[i] is None]
+            if members:
+                out = self._score([asks[i] for i in members], bindings, plans, k, ranking)
+                for i, items, scores, note in zip(members, *out):
+                    answers[i] = (items, scores, note)
+        return answers
+
+    def _score(self, asks: list[Ask], bindings: list[int], plans: list[FilterPlan], k: int, ranking: bool):
+        """(items, scores, notes) of requests that share ``k`` and kind, through the batch job's scorer."""
+        users = [a.user_id if a.item_id is None else None for a in asks]
+        histories = [self.group.histories.of(u) for u in users if u is not None]
+        lengths = np.zeros(len(asks), dtype=np.int64)
+        lengths[[i for i, u in enumerate(users) if u is not None]] = [h.num_rows for h in histories]
+        # The users' interactions in one table; ``row``: the request of each.
+        history = pa.concat_tables(histories) if lengths.sum() else None
+        row = np.repeat(np.arange(len(asks)), lengths)
+        lists = self._user_lists(asks, history, row, bindings, plans)
+        string_lists = pa.list_(pa.string())
+        batch = pa.record_batch({
+            "LINE_ID": pa.array(np.arange(len(asks))), "INPUT": pa.nulls(len(asks), pa.string()),
+            "USER_ID": pa.array(users, pa.string()), "QUERY_ITEM": pa.array([a.item_id for a in asks], pa.string()),
+            "ITEM_LIST": pa.array([a.item_list for a in asks], string_lists),
+            "ERROR": pa.nulls(len(asks), pa.string()), "BINDING_ID": pa.array(bindings, pa.int32()),
+            "F_INCLUDE": pa.array(lists["include"], string_lists), "F_EXCLUDE": pa.array(lists["exclude"], string_lists),
+            "F_APPLIES": pa.array(lists["applies"], pa.list_(pa.int32()))}).select(REQUEST_COLUMNS)
+        settings = KernelSettings(k, self.settings.exclude_seen, plans if any(p.rules for p in plans) else [],
+                                  ranking, self.fresh_after if self.factors is not None else None)
+        out = score_batch(self.model, batch, self._block(users, history, row), settings)
+        return [out.column(c).to_pylist() for c in ("ITEMS", "SCORES", "NOTE")]
+
+    def _block(self, users: list[str | None], history: pa.Table | None, row: np.ndarray) -> UserBlock:
+        """The users' weighted histories (items of the catalog only) and stored factors, as the batch job
         builds them from the interactions and the version's users table."""
-        if history is None or history.num_rows == 0:
-            block = UserBlock.from_lists([[]])
-        else:
+        rows = len(users)
+        if history is not None:
             events = self.solution.events
-            values = history.column("EVENT_VALUE").to_numpy(zero_copy_only=False).astype(np.float64)
+            values = history.column("EVENT_VALUE").to_numpy().astype(np.float64)
             weights = event_weights(history.column("EVENT_TYPE").to_numpy(zero_copy_only=False), values,
                                     events.types, events.value_threshold)
             items = self.model.positions(history.column("ITEM_ID").to_numpy(zero_copy_only=False))
             keep = (weights > 0) & (items >= 0)
-            times = history.column("TIMESTAMP").to_numpy()[keep]
-            block = UserBlock(np.array([0, int(keep.sum())]), items[keep].astype(np.int64), weights[keep],
-                              times.astype(np.int64))
+            times = history.column("TIMESTAMP").to_numpy().astype(np.int64)[keep]
+            row, items, weights = row[keep], items[keep].astype(np.int64), weights[keep]
+        else:
+            times, items, weights = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        block = UserBlock(np.concatenate([[0], np.cumsum(np.bincount(row, minlength=rows))]), items, weights, times)
         if self.factors is not None:
-            at = position(self.factor_rows, user_id) if user_id is not None else -1
-            block.factors = (self.factors[[at]] if at >= 0 else np.zeros((1, self.factors.shape[1]), np.float32))
-            newest = block.timestamps.max(initial=0)
-            block.known = np.array([at >= 0 and newest <= self.fresh_after])
+            at = np.array([-1 if u is None else position(self.factor_rows, u) for u in users], dtype=np.int64)
+            block.factors = np.where((at >= 0)[:, None], self.factors[np.maximum(at, 0)], np.float32(0))
+            newest = np.zeros(rows, dtype=np.int64)
+            np.maximum.at(newest, row, times)
+            block.known = (at >= 0) & (newest <= self.fresh_after)
         return block
 
     # ------------------------------------------------------------------------------------------ filters
 
-    def _plan(self, name: str | None, values: dict | None) -> FilterPlan | None:
-        if name is None:
-            return None
-        if name not in self.spec.filters:
+    def check_filter(self, name: str | None) -> None:
+        """Refuse a filter the campaign does not offer (before the request is queued for scoring)."""
+        if name is not None and name not in self.spec.filters:
             raise UserError(f"filter {name!r} is not one of campaign {self.spec.name}'s filters: "
                             + (", ".join(self.spec.filters) or "it has none"))
+
+    def _binding(self, ask: Ask, plans: list[FilterPlan]) -> int:
+        """The index in ``plans`` of the request's compiled filter (appended when new; no filter: a plan
+        without rules)."""
+        plan = self._plan(ask.filter_name, ask.filter_values) if ask.filter_name is not None else NO_FILTER
+        for i, known in enumerate(plans):
+            if known is plan:
+                return i
+        plans.append(plan)
+        return len(plans) - 1
+
+    def _plan(self, name: str, values: dict | None) -> FilterPlan:
+        self.check_filter(name)
         if self.group.items.changes != self._plans_at:  # item metadata changed: masks are stale
             self._plans, self._plans_at = {}, self.group.items.changes
         key = (name, json.dumps(values or {}, sort_keys=True))
@@ -224,17 +288,31 @@ class Campaign:
             self._plans[key] = plan
         return plan
 
-    def _user_lists(self, plan: FilterPlan, name: str, user_id: str, history: pa.Table) -> dict | None:
-        if not plan.needs_user_lists:
-            return None
+    def _user_lists(self, asks: list[Ask], history: pa.Table | None, row: np.ndarray, bindings: list[int],
+                    plans: list[FilterPlan]) -> dict:
+        """Each request's per-user filter lists (include, exclude, applies; None where there are none), from
+        its user's interactions (``history``, request ``row`` of each) and record, one computation per
+        filter binding."""
+        out = {c: [None] * len(asks) for c in ("include", "exclude", "applies")}
         config = self.group.config
-        events = pa.table({"USER_ID": pa.array([user_id] * history.num_rows, pa.string()),
-                           **{c: history.column(c) for c in EVENT_COLUMNS if c != "USER_ID"}})
-        lists = user_lists(plan, events, self.group.users.row(user_id), config.schema,
-                           config.filter(name).recent_per_event_type)
-        if lists.num_rows == 0:
-            return None
-        return {c: lists.column(c)[0].as_py() for c in ("include", "exclude", "applies")}
+        for b, plan in enumerate(plans):
+            rows = [i for i, a in enumerate(asks) if bindings[i] == b and a.user_id is not None and a.item_id is None]
+            if not plan.needs_user_lists or not rows:
+                continue
+            chosen = np.isin(row, rows)
+            events = None
+            if history is not None and chosen.any():
+                mine = history.filter(pa.array(chosen))
+                user_of = pa.array([asks[i].user_id for i in row[chosen]], pa.string())
+                events = pa.table({"USER_ID": user_of, **{c: mine.column(c) for c in EVENT_COLUMNS if c != "USER_ID"}})
+            records = [r for u in dict.fromkeys(asks[i].user_id for i in rows) if (r := self.group.users.row(u)) is not None]
+            lists = user_lists(plan, events, pa.concat_tables(records) if records else None, config.schema,
+                               config.filter(asks[rows[0]].filter_name).recent_per_event_type)
+            found = dict(zip(lists.column("USER_ID").to_pylist(), lists.select(list(out)).to_pylist()))
+            for i in rows:
+                for c, value in found.get(asks[i].user_id, {}).items():
+                    out[c][i] = value
+        return out
 
     # ------------------------------------------------------------------------------------------ metadata
 

@@ -269,11 +269,19 @@ def apply_filter(plans: list[FilterPlan], scores: np.ndarray, rows: RowFilters) 
         masks = [(r, r.mask if r.mask is not None else
                   plan.current_item_mask(r, query) if r.current_item else None) for r in rules]
         includes = [(r, m) for r, m in masks if r.action == "INCLUDE"]
-        allowed = np.ones((len(members), n), dtype=bool)
-        if includes:
-            allowed[:] = np.logical_or.reduce([m for _, m in includes if m is not None] or [np.zeros(n, bool)])
-            if any(r.per_user for r, _ in includes):
-                _scatter(allowed, members, *rows.include, True)
+        if not includes:  # exclusions only: the excluded cells directly, no (rows, items) mask and copy
+            excluded = [m for _, m in masks if m is not None]
+            if excluded:
+                scores[np.ix_(members, np.flatnonzero(np.logical_or.reduce(excluded)))] = -np.inf
+            if any(r.per_user for r in rules):
+                entry_rows, entry_items = rows.exclude
+                mine = np.isin(entry_rows, members)
+                scores[entry_rows[mine], entry_items[mine]] = -np.inf
+            continue
+        allowed = np.empty((len(members), n), dtype=bool)
+        allowed[:] = np.logical_or.reduce([m for _, m in includes if m is not None] or [np.zeros(n, bool)])
+        if any(r.per_user for r, _ in includes):
+            _scatter(allowed, members, *rows.include, True)
         for r, m in masks:
             if r.action == "EXCLUDE" and m is not None:
                 allowed &= ~m
