@@ -305,3 +305,51 @@ def test_landing_files_survive_a_killed_server(tmp_path):
     restarted.append("users", ['{"userId": "u1"}']).result(timeout=10)
     restarted.close()
     assert [f.read_text() for f in (tmp_path / "users").glob("serve-*.jsonl")] == ['{"userId": "u1"}\n']
+
+
+def test_requests_scored_together_answer_as_each_alone(served, runtime):
+    """The scorer answers the requests waiting together in one block: the same items and scores as one by
+    one, whatever the mix of users, sizes, filters and failures in the block."""
+    from recsys_spark.serving.state import Ask
+
+    campaign = served.server.api.campaigns["for-you"]
+    asks = [Ask("a0", num_results=5), Ask("b1", num_results=10, filter_name="not-bought"),
+            Ask("nobody", num_results=5), Ask("a1", num_results=5, filter_name="cheap-not-bought",
+                                              filter_values={"MAX_PRICE": "30"}),
+            Ask("b2", num_results=5, filter_name="cheap-not-bought", filter_values={"MAX_PRICE": "50"}),
+            Ask("b3", num_results=5, filter_name="cheap-not-bought"),  # no value bound: fails alone
+            Ask("a0", num_results=5, filter_name="not-bought")]
+    together = campaign.recommend_many(asks)
+    for ask, answer in zip(asks, together):
+        try:
+            alone = campaign.recommend(ask.user_id, ask.item_id, ask.num_results, ask.filter_name, ask.filter_values)
+        except Exception as e:  # noqa: BLE001 - compared below
+            alone = e
+        if isinstance(alone, Exception):
+            assert type(answer) is type(alone) and str(answer) == str(alone)
+        else:  # BLAS sums a block's products in another order than one row's: float32 rounding apart
+            assert answer[0] == alone[0] and answer[2] == alone[2]
+            assert (answer[1] is None) == (alone[1] is None)
+            assert answer[1] is None or np.allclose(answer[1], alone[1], rtol=1e-5)
+    assert isinstance(together[5], Exception) and not any(isinstance(a, Exception) for a in together[:5])
+    # Through HTTP from many threads at once (blocks form in the server): the answers of one at a time.
+    calls = [(f"{g}{i}", dict(numResults=3 + i % 4, **({"filterArn": ARN.format("filter/not-bought")}
+                                                       if i % 2 else {})))
+             for g in "ab" for i in range(8)]
+    strip = lambda items: [(x["itemId"], x.get("score", 0.0)) for x in items]  # noqa: E731
+    alone = [strip(recommend(runtime, user, **extra)) for user, extra in calls]
+    clients = [served.client("personalize-runtime") for _ in range(8)]
+    got = [None] * len(calls)
+
+    def worker(w):
+        for i in range(w, len(calls), len(clients)):
+            got[i] = strip(recommend(clients[w], calls[i][0], **calls[i][1]))
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for mine, theirs in zip(got, alone):
+        assert [i for i, _ in mine] == [i for i, _ in theirs]
+        assert np.allclose([x for _, x in mine], [x for _, x in theirs], rtol=1e-5)
