@@ -151,10 +151,12 @@ class Model(ABC):
         """The catalog as an Arrow array (taking from it builds result lists without a Python string each)."""
         return pa.array(self.item_ids, pa.string())
 
+    #: Attributes left out when the model is pickled: caches are rebuilt where it lands, per-user state
+    #: travels separately.
+    transient = ("catalog_index", "_catalog_dict", "catalog_ids", "users")
+
     def __getstate__(self):
-        # Caches are rebuilt where the model lands; per-user state travels separately.
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("catalog_index", "_catalog_dict", "catalog_ids", "users")}
+        return {k: v for k, v in self.__dict__.items() if k not in self.transient}
 
     @abstractmethod
     def score_users(self, block: UserBlock) -> np.ndarray:

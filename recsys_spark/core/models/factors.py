@@ -10,6 +10,8 @@ products, users who are new or changed since training folded in from their histo
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pyarrow as pa
 
@@ -56,8 +58,17 @@ class FactorModel(Model):
         x0 = np.zeros((history.shape[0], self.item_factors.shape[1]), dtype=np.float32)
         return solve_block(history.indptr, history.indices, conf, x0, self.item_factors, self.gram, FOLD_IN_STEPS)
 
+    transient = (*Model.transient, "item_factors_t")
+
+    @cached_property
+    def item_factors_t(self) -> np.ndarray:
+        """The item factors transposed, contiguous (a second copy): BLAS multiplies a few rows by it 1.5-3x
+        faster than by the transposed view (16 users x 20,000 items: 0.67 against 2.0 ms on one core), and
+        256 rows about as fast."""
+        return np.ascontiguousarray(self.item_factors.T)
+
     def score_users(self, block: UserBlock) -> np.ndarray:
-        return self.user_vectors(block) @ self.item_factors.T
+        return self.user_vectors(block) @ self.item_factors_t
 
     def tables(self) -> dict[str, pa.Table]:
         tables = {"items": self.items_table(FACTORS=vectors(self.item_factors))}
