@@ -205,6 +205,9 @@ def test_metrics_file_reports_task_time_and_cost(spark, group):
     assert set(m["phase_seconds"]) >= {"read", "score_and_write"}
     assert 0 < m["executor_cpu_seconds"] <= m["executor_run_seconds"] * 1.5
     assert 0 < m["executor_run_seconds"] <= m["wall_seconds"] * m["cores"]
+    # Local mode: the driver is the one executor, holding the local[2] cores for the whole run.
+    assert m["cores_basis"] == "executors" and m["executors"] == 1 and m["cores"] == 2
+    assert 0 < m["allocated_core_hours"] <= m["wall_seconds"] * 2 / 3600 * 1.01
     assert m["estimated_cost_usd"] == pytest.approx(m["allocated_core_hours"] * 0.048, rel=1e-3)
     assert m["managed_service_cost_usd"] == pytest.approx(80 / 1000 * 0.067)
     assert "managed service" in result.summary()
