@@ -187,7 +187,7 @@ def versions(config_path: str, solution: str | None) -> None:
 @config_option
 @click.option("--job", "jobs", multiple=True, help="Run only this batch job (repeatable; default: all).")
 def batch(config_path: str, jobs: tuple[str, ...]) -> None:
-    """Batch inference: write each job's recommendations, _metrics.json and _SUCCESS."""
+    """Batch inference: write each job's recommendations and _metrics.json, then its _manifest.json."""
     from recsys_spark.config import load_config
     from recsys_spark.inference.batch import run_batch
     from recsys_spark.session import session_for

@@ -127,3 +127,51 @@ def siblings(spark, uri: str, prefix: str) -> list[str]:
     if parent is None or not fs.exists(parent):
         return []
     return sorted(str(s.getPath()) for s in fs.listStatus(parent) if s.getPath().getName().startswith(prefix))
+
+
+# Object stores where a new object becomes visible whole when its upload ends (a PUT): writing the file in
+# place already replaces it in one step.
+WHOLE_OBJECT_PUT = {"s3", "s3a", "s3n", "gs"}
+
+
+def replace_text(spark, uri: str, text: str) -> None:
+    """Create or replace a small file so that a reader sees the old content or the new, never a part.
+
+    On object stores a PUT does that. On file systems the text goes to a hidden temporary file beside it,
+    renamed over the target (rename(2) replaces atomically on local disks; HDFS does not replace on
+    rename, so there the old file is deleted first: a reader can find it missing for that instant, never
+    half-written). Local files are written without Hadoop's ``.crc`` side file, whose separate rename
+    would otherwise leave a moment where content and checksum disagree.
+    """
+    import uuid
+
+    path, fs = _hadoop_path(spark, uri)
+    if fs.getScheme() in WHOLE_OBJECT_PUT:
+        _write(fs, path, text, overwrite=True)
+        return
+    raw = fs.getRawFileSystem() if fs.getClass().getName() == "org.apache.hadoop.fs.LocalFileSystem" else fs
+    jvm = spark.sparkContext._jvm
+    temp = jvm.org.apache.hadoop.fs.Path(path.getParent(), f".{path.getName()}.{uuid.uuid4().hex}.tmp")
+    _write(raw, temp, text, overwrite=False)
+    if not raw.rename(temp, path):
+        raw.delete(path, False)
+        if not raw.rename(temp, path):
+            raw.delete(temp, False)
+            raise OSError(f"could not replace {uri}")
+    raw.delete(jvm.org.apache.hadoop.fs.Path(path.getParent(), f".{path.getName()}.crc"), False)
+
+
+def _write(fs, path, text: str, overwrite: bool) -> None:
+    out = fs.create(path, overwrite)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def list_names(spark, uri: str) -> list[str]:
+    """Names of the files directly in the folder ``uri``, sorted ([] when it does not exist)."""
+    path, fs = _hadoop_path(spark, uri)
+    if not fs.exists(path):
+        return []
+    return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isFile())

@@ -86,8 +86,18 @@ def group(spark, tmp_path_factory):
     return config, tmp
 
 
+def manifest(folder) -> dict:
+    return json.loads((Path(folder) / "_manifest.json").read_text())
+
+
 def output_lines(folder) -> list[dict]:
-    return [json.loads(line) for f in sorted(Path(folder).glob("part-*")) for line in f.read_text().splitlines()]
+    """The committed output's lines, read as the README tells external readers: through the manifest."""
+    return [json.loads(line) for name in manifest(folder)["files"]
+            for line in (Path(folder) / name).read_text().splitlines()]
+
+
+def output_metrics(folder) -> dict:
+    return json.loads((Path(folder) / manifest(folder)["metrics"]).read_text())
 
 
 def bought(spark, config) -> dict[str, set[str]]:
@@ -190,11 +200,14 @@ def test_ranking_reorders_the_list_and_puts_unknown_items_last(spark, group):
 def test_metrics_file_reports_task_time_and_cost(spark, group):
     config, tmp = group
     result = run_batch(spark, config, "everyone")
-    m = json.loads((tmp / "out" / "everyone" / "_metrics.json").read_text())
+    m = output_metrics(tmp / "out" / "everyone")
     assert m["users_in"] == 80 and m["num_results"] == 5 and m["items"] == 40
     assert set(m["phase_seconds"]) >= {"read", "score_and_write"}
     assert 0 < m["executor_cpu_seconds"] <= m["executor_run_seconds"] * 1.5
     assert 0 < m["executor_run_seconds"] <= m["wall_seconds"] * m["cores"]
+    # Local mode: the driver is the one executor, holding the local[2] cores for the whole run.
+    assert m["cores_basis"] == "executors" and m["executors"] == 1 and m["cores"] == 2
+    assert 0 < m["allocated_core_hours"] <= m["wall_seconds"] * 2 / 3600 * 1.01
     assert m["estimated_cost_usd"] == pytest.approx(m["allocated_core_hours"] * 0.048, rel=1e-3)
     assert m["managed_service_cost_usd"] == pytest.approx(80 / 1000 * 0.067)
     assert "managed service" in result.summary()
@@ -204,7 +217,7 @@ def test_a_failed_run_keeps_the_previous_output_and_the_next_run_completes(spark
     config, tmp = group
     output = tmp / "out" / "everyone"
     run_batch(spark, config, "everyone")
-    before = sorted(p.name for p in output.iterdir())
+    before = manifest(output)
 
     def die(*args, **kwargs):
         raise RuntimeError("killed between writing and committing")
@@ -213,23 +226,33 @@ def test_a_failed_run_keeps_the_previous_output_and_the_next_run_completes(spark
     with pytest.raises(RuntimeError):
         run_batch(spark, config, "everyone")
     monkeypatch.undo()
-    assert sorted(p.name for p in output.iterdir()) == before and (output / "_SUCCESS").exists()
-    assert list(output.parent.glob("everyone.staging-*"))  # what the dead run left
-    run_batch(spark, config, "everyone")
-    assert not list(output.parent.glob("everyone.staging-*"))
-    assert len(output_lines(output)) == 80 and (output / "_SUCCESS").exists()
+    # The dead run wrote its whole folder, but the manifest still names the previous run's files.
+    assert manifest(output) == before and len(output_lines(output)) == 80
+    dead = {p.name for p in (output / "runs").iterdir()} - {before["run_id"], before["previous_run_id"]}
+    assert len(dead) == 1
+    after = run_batch(spark, config, "everyone").metrics["run_id"]
+    # The next run removed the dead run's folder and keeps the one it replaced for readers still on it.
+    assert {p.name for p in (output / "runs").iterdir()} == {before["run_id"], after}
+    assert manifest(output)["previous_run_id"] == before["run_id"]
+    assert len(output_lines(output)) == 80 and output_metrics(output)["run_id"] == after
 
 
-def test_a_run_that_died_while_swapping_gets_its_previous_output_back(spark, group):
-    from recsys_spark.inference.output import recover
+def test_committing_switches_the_manifest_and_clears_the_old_layout(spark, tmp_path):
+    from recsys_spark.inference import output as out
 
-    config, tmp = group
-    output = tmp / "out" / "swap"
-    output.mkdir(parents=True)
-    (output / "_SUCCESS").write_text("")
-    output.rename(tmp / "out" / "swap.previous-batch-x")
-    recover(spark, str(output))
-    assert (output / "_SUCCESS").exists() and not (tmp / "out" / "swap.previous-batch-x").exists()
+    folder = tmp_path / "old"
+    folder.mkdir()
+    # What earlier releases left at the top of the output folder.
+    (folder / "part-00000-x.txt").write_text('{"old": 1}\n')
+    (folder / "_metrics.json").write_text("{}")
+    with pytest.raises(UserError, match="_manifest.json is missing"):
+        out.output_files(spark, str(folder))
+    out.write_run(spark, spark.createDataFrame([('{"a": 1}',), ('{"b": 2}',)], "value string"), str(folder), "r1")
+    committed = out.commit_output(spark, str(folder), "r1", {"run_id": "r1", "users_in": 2})
+    assert committed["lines"] == 2 and committed["previous_run_id"] is None
+    assert output_lines(folder) == [{"a": 1}, {"b": 2}] and output_metrics(folder)["run_id"] == "r1"
+    assert sorted(p.name for p in folder.iterdir()) == ["_SUCCESS", "_manifest.json", "runs"]
+    assert out.read_output(spark, str(folder)).count() == 2
 
 
 def test_all_users_cannot_feed_a_ranking_job(spark, group, tmp_path):
@@ -255,8 +278,13 @@ def test_s3_input_and_output(spark, group, s3_client, tmp_path):
     result = run_batch(spark, load_config(other), "ranking")
     assert result.metrics["users_served"] == 2
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket="batch", Prefix="out/")["Contents"]]
-    assert "out/s3-job/_SUCCESS" in keys and "out/s3-job/_metrics.json" in keys
-    body = b"".join(s3_client.get_object(Bucket="batch", Key=k)["Body"].read() for k in keys if "/part-" in k)
+    committed = json.loads(s3_client.get_object(Bucket="batch", Key="out/s3-job/_manifest.json")["Body"].read())
+    run = f"out/s3-job/runs/{result.metrics['run_id']}/"
+    # Everything is in the run's own folder but the manifest and _SUCCESS: nothing was staged elsewhere.
+    assert {k for k in keys if not k.startswith(run)} == {"out/s3-job/_manifest.json", "out/s3-job/_SUCCESS"}
+    assert f"{run}_metrics.json" in keys and committed["files"]
+    body = b"".join(s3_client.get_object(Bucket="batch", Key=f"out/s3-job/{f}")["Body"].read()
+                    for f in committed["files"])
     assert len(body.decode().splitlines()) == 2
 
 

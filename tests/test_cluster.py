@@ -62,8 +62,7 @@ imports:
 
 
 def test_the_pipeline_on_the_cluster(cluster, tmp_path):
-    import json
-
+    from test_batch import output_metrics
     from test_pipeline import synthetic_group
 
     config = synthetic_group(tmp_path, users=80)
@@ -77,6 +76,6 @@ def test_the_pipeline_on_the_cluster(cluster, tmp_path):
     assert "user-personalization: blocked engine" in result.stdout
     weekly = tmp_path / "out" / "synthetic-ecommerce" / "weekly-mail"
     assert (weekly / "_SUCCESS").exists()
-    metrics = json.loads((weekly / "_metrics.json").read_text())
+    metrics = output_metrics(weekly)
     assert metrics["users_in"] == metrics["users_served"] == 80 and metrics["executor_run_seconds"] > 0
     assert any(a["name"] == "recsys-spark pipeline" for a in cluster.status()["completedapps"])

@@ -34,7 +34,7 @@ def test_emr_step_runs_the_pipeline_job_with_the_packed_environment():
     assert args[0] == "spark-submit"
     script = next(a for a in args if a.endswith(".py"))
     assert script.startswith(ARTIFACTS) and in_repo(script) and script.endswith("jobs/run_pipeline.py")
-    assert args[args.index("--py-files") + 1].endswith(WHEEL)
+    assert any(f.endswith(WHEEL) for f in args[args.index("--py-files") + 1].split(","))
     assert in_repo(args[args.index("--config") + 1])
     confs = dict(a.split("=", 1) for a in args if a.startswith("spark."))
     assert confs["spark.archives"].endswith("recsys-spark-env.tar.gz#environment")

@@ -17,6 +17,7 @@ from recsys_spark.cli import main
 from recsys_spark.config import load_config
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.jobruns import job_history
+from test_batch import output_lines, output_metrics
 
 
 def synthetic_group(tmp: Path, users: int = 400) -> Path:
@@ -34,7 +35,7 @@ def synthetic_group(tmp: Path, users: int = 400) -> Path:
 
 
 def lines(folder: Path) -> list[dict]:
-    return [json.loads(x) for f in sorted(folder.glob("part-*")) for x in f.read_text().splitlines()]
+    return output_lines(folder)
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +88,15 @@ def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
     warehouse = Warehouse(spark, config)
     rows = warehouse.read("interactions").count()
     weekly = tmp / "out" / "synthetic-ecommerce" / "weekly-mail"
-    before = json.loads((weekly / "_metrics.json").read_text())["run_id"]
+    before = output_metrics(weekly)["run_id"]
     assert main(["pipeline", "run", "--config", str(path), "--steps", "import,ingest,train,batch"]) == 0
     assert warehouse.read("interactions").count() == rows  # the landing files are not taken twice
     from recsys_spark.solutions.store import list_versions
 
     assert len(list_versions(spark, config, "for-you")) == 2
-    after = json.loads((weekly / "_metrics.json").read_text())["run_id"]
+    after = output_metrics(weekly)["run_id"]
     assert after != before and (weekly / "_SUCCESS").exists()
-    assert not list(weekly.parent.glob("weekly-mail.staging-*")) and not list(weekly.parent.glob("*.previous-*"))
+    assert {p.name for p in (weekly / "runs").iterdir()} == {before, after}
 
 
 def test_a_failing_step_stops_the_run_and_keeps_what_was_committed(spark, tmp_path, capsys):

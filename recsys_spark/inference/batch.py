@@ -2,8 +2,8 @@
 
 Phases (each timed in ``_metrics.json``): *read* (the input lines or every known user, the model, the
 users' fresh histories, the filter compiled once per distinct ``filterValues`` binding), *score and write*
-(one vectorised kernel per partition, lines written to a staging folder), *commit* (the staging folder
-swapped in, ``_SUCCESS`` last; see :mod:`.output`).
+(one vectorised kernel per partition, lines written once, into the run's own folder of the output), *commit*
+(the output's manifest switched to that folder; see :mod:`.output`).
 
 >>> result = run_batch(spark, config, "weekly-mail")          # doctest: +SKIP
 >>> print(result.summary())                                    # doctest: +SKIP
@@ -101,7 +101,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
                                  users=users, lines=True, done=done).observe(
                 observed, F.count(F.lit(1)).alias("lines"), F.count_if(F.col("FAILED")).alias("failed"))
             with metrics.phase("score_and_write"), Progress(spark, run_id, done, "scoring"):
-                staging = out.write_staging(spark, scored.select("value"), job.output, run_id)
+                out.write_run(spark, scored.select("value"), job.output, run_id)
             counts = observed.get
             lines, failed = int(counts["lines"]), int(counts["failed"])
         wall = metrics.wall_seconds
@@ -123,7 +123,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
         facts["managed_service_per_1000_users_usd"] = config.cost.compare_per_1000_users_usd
         facts["managed_service_cost_usd"] = round(lines / 1000 * config.cost.compare_per_1000_users_usd, 6)
         started = time.perf_counter()
-        out.commit_output(spark, staging, job.output, run_id, facts)
+        out.commit_output(spark, job.output, run_id, facts)
         facts["phase_seconds"]["commit"] = round(time.perf_counter() - started, 3)
         if cached is not None:
             cached.unpersist()

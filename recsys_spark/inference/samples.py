@@ -8,13 +8,14 @@ from pyspark.sql import functions as F
 
 from recsys_spark.config import Config
 from recsys_spark.datasets.warehouse import Warehouse
+from recsys_spark.inference.output import read_output
 
 
 def show_samples(spark, config: Config, job_name: str, count: int = 3, per_line: int = 5) -> str:
     """The first ``count`` served lines of the job's output: the user's latest interactions, then the top
     ``per_line`` recommendations, each with the items dataset's fields (when there is one)."""
     job = config.batch_job(job_name)
-    lines = [json.loads(r.value) for r in spark.read.text(job.output).where(
+    lines = [json.loads(r.value) for r in read_output(spark, job.output).where(
         F.col("value").contains('"error":null')).limit(count).collect()]
     warehouse = Warehouse(spark, config)
     has_items = config.schema("items") is not None and warehouse.exists(warehouse.path("items"))
