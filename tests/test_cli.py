@@ -169,7 +169,10 @@ def test_every_job_script_returns_on_success_and_exits_2_on_a_usage_error(job, m
 
 def test_a_job_script_exits_with_its_command_s_code():
     job = str(REPO / "jobs" / "validate_config.py")
-    ok = subprocess.run([sys.executable, job, *GOOD[1:]], capture_output=True, text=True, timeout=120, check=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's package, as spark-submit's --py-files would
+    ok = subprocess.run([sys.executable, job, *GOOD[1:]], capture_output=True, text=True, env=env, timeout=120,
+                        check=False)
     assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
-    bad = subprocess.run([sys.executable, job, *BAD[1:]], capture_output=True, text=True, timeout=120, check=False)
+    bad = subprocess.run([sys.executable, job, *BAD[1:]], capture_output=True, text=True, env=env, timeout=120,
+                         check=False)
     assert bad.returncode == 2 and "config file not found" in bad.stderr
