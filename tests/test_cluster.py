@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO
@@ -28,8 +32,26 @@ def test_doctor_job_writes_and_reads_delta_on_the_cluster(cluster, write_config,
     assert "recsys-spark doctor: all good" in result.stdout
     assert f"master  {cluster.master_url}" in result.stdout
     assert "delta   delta-spark_2.13-" in result.stdout
+    # One executor (the worker's), reached by a Python task that imported everything the jobs need.
+    assert "python  1 executor(s) ran a Python task" in result.stdout and "mismatches: none" in result.stdout
+    assert re.search(r"^  numpy +(\S+) +\1$", result.stdout, re.M), result.stdout
     apps = cluster.status()["completedapps"]
     assert any(a["name"] == "recsys-spark doctor" and a["cores"] >= 1 for a in apps), apps
+
+
+def test_doctor_names_what_the_executors_python_lacks(cluster, write_config, tmp_path):
+    """Executors on a bare system Python (same minor version, none of the packages): doctor fails and names
+    each missing module; the probe itself still runs there, shipped by value."""
+    bare = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not bare.exists() or Path(sys.base_prefix) == Path("/usr"):
+        pytest.skip(f"needs a system {bare.name} besides this environment's")
+    config = write_config(CONFIG.format(root=tmp_path / "warehouse"))
+    result = cluster.submit(REPO / "jobs" / "doctor.py", "--config", str(config),
+                            conf={"spark.pyspark.python": str(bare), "spark.pyspark.driver.python": sys.executable})
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert "error: doctor: the executors' Python differs from the driver's" in result.stdout
+    assert "recsys_spark MISSING: ModuleNotFoundError: No module named 'recsys_spark'" in result.stdout
+    assert "numpy MISSING: ModuleNotFoundError" in result.stdout
 
 
 def test_failing_job_exits_non_zero_with_its_message(cluster, write_config):
