@@ -52,20 +52,27 @@ mkdir -p "$DIST" "$BUILD"
 assert pathlib.Path(sysconfig.get_paths()['purelib'], 'delta', 'tables.py').is_file(), 'delta.tables missing'"
 # venv-pack replaces the text "<home>/python" at the start of the interpreter link with
 # "$PYTHON_PREFIX/bin/python3.X"; a link to <home>/python3 (what `python3 -m venv` makes) would come out as
-# ".../python3.X3". So the link names <home>/python exactly; nothing runs the build's environment after this.
+# ".../python3.X3". So every absolute interpreter link names <home>/python exactly; nothing runs the
+# build's environment after this.
 home="$(sed -n 's/^home *= *//p' "$BUILD/env/pyvenv.cfg")"
-ln -sfn "$home/python" "$BUILD/env/bin/python3"
+for link in "$BUILD"/env/bin/python*; do
+  case "$(readlink "$link")" in /*) ln -sfn "$home/python" "$link" ;; esac
+done
 # Test files of the dependencies (a sixth of the environment) are never imported by the jobs.
 "$BUILD/tools/bin/venv-pack" --quiet --prefix "$BUILD/env" --python-prefix "$PYTHON_PREFIX" \
   --exclude '*/site-packages/*/tests/*' --compress-level "${COMPRESS_LEVEL:-4}" \
   --output "$DIST/recsys-spark-env.tar.gz"
 # The archive's interpreter must be the nodes' one, whatever the build machine's was.
 "$BUILD/tools/bin/python" - "$DIST/recsys-spark-env.tar.gz" "$PYTHON_PREFIX/bin/python$minor" <<'PY'
-import sys, tarfile
+import posixpath, sys, tarfile
 with tarfile.open(sys.argv[1]) as archive:
-    target = archive.getmember("bin/python3").linkname
-if target != sys.argv[2]:
-    sys.exit(f"error: the archive's bin/python3 links to {target}, not {sys.argv[2]}")
+    links = {m.name: m.linkname for m in archive.getmembers() if m.issym() and m.name.startswith("bin/python")}
+for name in links:
+    target = name
+    while target in links:  # relative links (python -> python3) inside the archive, then the absolute one
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(target), links[target]))
+    if target != sys.argv[2]:
+        sys.exit(f"error: the archive's {name} leads to {target}, not {sys.argv[2]}")
 PY
 echo "built for Python $minor at $PYTHON_PREFIX/bin/python$minor on the nodes:"
 ls -l "$DIST"/recsys_spark-*.whl "$DIST/recsys-spark-env.tar.gz"
