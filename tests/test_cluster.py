@@ -34,7 +34,7 @@ def test_doctor_job_writes_and_reads_delta_on_the_cluster(cluster, write_config,
     assert "delta   delta-spark_2.13-" in result.stdout
     # One executor (the worker's), reached by a Python task that imported everything the jobs need.
     assert "python  1 executor(s) ran a Python task" in result.stdout and "mismatches: none" in result.stdout
-    assert re.search(r"^  numpy +(\S+) +\1$", result.stdout, re.M), result.stdout
+    assert re.search(r"^  numpy +(\S+) +\1$", result.stdout, re.MULTILINE), result.stdout
     apps = cluster.status()["completedapps"]
     assert any(a["name"] == "recsys-spark doctor" and a["cores"] >= 1 for a in apps), apps
 
