@@ -1,5 +1,3 @@
-import sys
+from recsys_spark.cli import entry
 
-from recsys_spark.cli import main
-
-sys.exit(main())
+entry()

@@ -315,12 +315,23 @@ def run_job(*command: str) -> None:
     """
     args = sys.argv[1:]
     flags = [a for a in args if a in ("--verbose", "-v")]
-    sys.exit(main([*flags, *command, *(a for a in args if a not in flags)]))
+    exit_on_failure(main([*flags, *command, *(a for a in args if a not in flags)]))
 
 
 def entry() -> None:
-    """``main`` with its exit code passed to the process (for launchers that call the function)."""
-    sys.exit(main())
+    """``main`` for launchers that call a function (the wheel's ``recsys-spark-job`` entry point, Databricks'
+    ``python_wheel_task``) and for ``python -m recsys_spark``: returns on success, exits non-zero on failure."""
+    exit_on_failure(main())
+
+
+def exit_on_failure(code: int) -> None:
+    """Exit the process with ``code`` when it is a failure; return normally on success.
+
+    Some launchers run the entry point inside their own Python process and report a run as failed when it
+    raises SystemExit at all, even ``SystemExit(0)``; a plain return is success everywhere.
+    """
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Three situations, one function (:func:`get_spark`):
   it is returned as it is; nothing is set on it.
 * The JVM was started by a launcher (``spark-submit`` on EMR, a standalone cluster, YARN): the launcher's
   settings win; only keys it left unset get this package's defaults (Delta's SQL extension and catalog,
-  UTC), and the config's ``spark.conf``.
+  UTC, S3A for ``s3://`` where the cluster has no file system for it), and the config's ``spark.conf``.
 * A plain Python process: a local session is built with the Delta and S3A jars fetched by the install
   step, S3A settings, UTC, quiet logs and Python workers on this interpreter; Spark's console progress
   bar only when stderr is a terminal.
@@ -33,6 +33,9 @@ DELTA_CONF = {
 # One BLAS thread per Python worker: Spark already runs a task per core .
 ONE_BLAS_THREAD = {f"spark.executorEnv.{v}": "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                             "MKL_NUM_THREADS")}
+# `s3://` served by S3A. (Only the FileSystem API: Hadoop's FileContext adapter for S3A accepts the s3a
+# scheme alone; streaming checkpoints fall back to the FileSystem API.)
+S3_SCHEME = {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
 LAUNCHED_DEFAULTS = {**DELTA_CONF, "spark.sql.session.timeZone": "UTC", **ONE_BLAS_THREAD}
 
 
@@ -51,7 +54,7 @@ def local_conf(master: str, s3: S3Settings | None = None) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         # `s3://` as users write it on EMR and Databricks; locally S3A serves it.
-        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        **S3_SCHEME,
         **(s3 or S3Settings()).hadoop_conf(),
     }
     if master.startswith("local"):
@@ -120,11 +123,7 @@ def get_spark(app_name: str = "recsys-spark", *, master: str = "local[*]",
     if launched_by_spark_submit():
         # No progress-bar setting here: spark-submit pipes this process's stderr to the JVM, terminal or
         # not, and gives a .py application no bar unless its conf asks for one.
-        from pyspark import SparkConf
-
-        launcher = SparkConf()
-        settings = {k: v for k, v in {**LAUNCHED_DEFAULTS, **(s3.hadoop_conf() if s3 else {}),
-                                       **(conf or {})}.items() if not launcher.contains(k)}
+        settings = launched_settings(conf, s3)
     else:
         require_java()
         # Python workers must run this interpreter (with numpy, pyarrow), not whatever `python3` is first.
@@ -133,6 +132,27 @@ def get_spark(app_name: str = "recsys-spark", *, master: str = "local[*]",
     for key, value in settings.items():
         builder = builder.config(key, _conf_value(value))
     return builder.getOrCreate()
+
+
+def launched_settings(conf: Mapping[str, object] | None = None,
+                      s3: S3Settings | None = None) -> dict[str, object]:
+    """What :func:`get_spark` sets when a launcher started the JVM: the package's defaults, the config's S3
+    settings and ``spark.conf``, each only where the launcher (``--conf``, spark-defaults.conf, the
+    platform) left the key unset.
+
+    ``s3://`` gets S3A unless the cluster's Hadoop configuration already serves it (EMR's EMRFS in
+    core-site.xml); Hadoop itself maps only ``s3a://``.
+    """
+    from pyspark import SparkConf, SparkContext
+
+    # Attach to spark-submit's JVM first: a SparkConf made before that is an empty Python dict that knows
+    # none of the launcher's settings, and the package's defaults would override the user's --conf.
+    SparkContext._ensure_initialized()
+    launcher = SparkConf()
+    hadoop = SparkContext._jvm.org.apache.hadoop.conf.Configuration()
+    s3_scheme = {} if hadoop.get("fs.s3.impl") else S3_SCHEME
+    wanted = {**LAUNCHED_DEFAULTS, **s3_scheme, **(s3.hadoop_conf() if s3 else {}), **(conf or {})}
+    return {k: v for k, v in wanted.items() if not launcher.contains(k)}
 
 
 def _conf_value(value: object) -> str:

@@ -99,18 +99,22 @@ class Cluster:
     web_url: str
     work_dir: Path
 
-    def submit(self, script: str | Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """spark-submit ``script`` (with the package's local Delta jars) to the cluster; capture output."""
+    def submit(self, script: str | Path, *args: str, timeout: float = 300,
+               conf: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """spark-submit ``script`` (with the package's local Delta jars) to the cluster; capture output.
+        ``conf`` adds or replaces --conf settings."""
         from recsys_spark.jars import local_jar_paths
 
+        settings = {"spark.pyspark.python": sys.executable, "spark.driver.host": "127.0.0.1",
+                    "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
+                    "spark.executor.memory": "1g", **(conf or {})}
         cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", self.master_url,
                "--jars", ",".join(local_jar_paths(with_s3=False)),
-               "--conf", f"spark.pyspark.python={sys.executable}",
-               "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
-               "--conf", "spark.ui.enabled=false", "--conf", "spark.executor.memory=1g",
+               *(x for k, v in settings.items() for x in ("--conf", f"{k}={v}")),
                str(script), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cluster_env(),
-                              cwd=REPO)
+        # The driver runs this checkout's package (spark-submit puts the script's folder, jobs/, first).
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                              env={**cluster_env(), "PYTHONPATH": str(REPO)})
 
     def status(self) -> dict:
         with urllib.request.urlopen(f"{self.web_url}/json/", timeout=5) as r:

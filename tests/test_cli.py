@@ -88,13 +88,6 @@ def test_missing_java_is_a_clear_error(tmp_path):
     assert "Spark needs Java 17 or newer" in result.stderr and "JAVA_HOME" in result.stderr
 
 
-@pytest.mark.parametrize("job", sorted((REPO / "jobs").glob("*.py")), ids=lambda p: p.name)
-def test_every_job_entry_point_runs_its_command(job):
-    result = subprocess.run([sys.executable, str(job), "--help"], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert "--config" in result.stdout
-
-
 def test_import_source_needs_a_dataset():
     result = run("import", "--config", "configs/synthetic-ecommerce.yaml", "--source", "x.csv")
     assert result.returncode == 2 and "--source needs --dataset" in result.stderr
@@ -109,3 +102,77 @@ def test_serve_refuses_other_hosts_without_keys_and_a_config_without_campaigns(t
     bare.write_text((REPO / "configs" / "movielens.yaml").read_text())
     assert cli.main(["serve", "--config", str(bare)]) == 2
     assert "no campaigns" in capsys.readouterr().err
+
+
+# Exit codes of every entry point: a plain return on success (launchers that call a function or run a script
+# in their own interpreter, such as Databricks' python_wheel_task, may count even SystemExit(0) as a failure),
+# a non-zero exit only on failure.
+GOOD = ["validate", "--config", str(REPO / "configs" / "synthetic-ecommerce.yaml")]
+BAD = ["validate", "--config", str(REPO / "configs" / "no-such-config.yaml")]
+
+
+def declared_entry_points() -> dict[str, str]:
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_the_installed_console_scripts_exit_0_on_success_and_2_on_a_user_error():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's code behind the installed scripts
+    for name in declared_entry_points():
+        script = Path(sys.executable).parent / name
+        ok = subprocess.run([str(script), *GOOD], capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
+        assert ok.returncode == 0 and "valid" in ok.stdout, (name, ok.stderr)
+        bad = subprocess.run([str(script), *BAD], capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
+        assert bad.returncode == 2 and "config file not found" in bad.stderr, (name, bad.stderr)
+
+
+def test_the_wheel_entry_point_returns_on_success_and_exits_non_zero_on_failure(monkeypatch, capsys):
+    from importlib import import_module
+
+    module, _, function = declared_entry_points()["recsys-spark-job"].partition(":")
+    entry = getattr(import_module(module), function)
+    monkeypatch.setattr(sys, "argv", ["recsys-spark-job", *GOOD])
+    assert entry() is None  # no SystemExit at all
+    monkeypatch.setattr(sys, "argv", ["recsys-spark-job", *BAD])
+    with pytest.raises(SystemExit) as failed:
+        entry()
+    assert failed.value.code == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_python_dash_m_returns_on_success_and_exits_non_zero_on_failure(monkeypatch):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["recsys_spark", *GOOD])
+    runpy.run_module("recsys_spark", run_name="__main__", alter_sys=True)  # returns: no SystemExit
+    monkeypatch.setattr(sys, "argv", ["recsys_spark", *BAD])
+    with pytest.raises(SystemExit) as failed:
+        runpy.run_module("recsys_spark", run_name="__main__", alter_sys=True)
+    assert failed.value.code == 2
+    assert run(*GOOD).returncode == 0 and run(*BAD).returncode == 2
+
+
+@pytest.mark.parametrize("job", sorted((REPO / "jobs").glob("*.py")), ids=lambda p: p.name)
+def test_every_job_script_returns_on_success_and_exits_2_on_a_usage_error(job, monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [str(job), "--help"])
+    runpy.run_path(str(job), run_name="__main__")  # returns: no SystemExit
+    assert "--config" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", [str(job), "--no-such-option"])
+    with pytest.raises(SystemExit) as failed:
+        runpy.run_path(str(job), run_name="__main__")
+    assert failed.value.code == 2
+
+
+def test_a_job_script_exits_with_its_command_s_code():
+    job = str(REPO / "jobs" / "validate_config.py")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's package, as spark-submit's --py-files would
+    ok = subprocess.run([sys.executable, job, *GOOD[1:]], capture_output=True, text=True, env=env, timeout=120,
+                        check=False)
+    assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, job, *BAD[1:]], capture_output=True, text=True, env=env, timeout=120,
+                         check=False)
+    assert bad.returncode == 2 and "config file not found" in bad.stderr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO
@@ -28,8 +32,26 @@ def test_doctor_job_writes_and_reads_delta_on_the_cluster(cluster, write_config,
     assert "recsys-spark doctor: all good" in result.stdout
     assert f"master  {cluster.master_url}" in result.stdout
     assert "delta   delta-spark_2.13-" in result.stdout
+    # One executor (the worker's), reached by a Python task that imported everything the jobs need.
+    assert "python  1 executor(s) ran a Python task" in result.stdout and "mismatches: none" in result.stdout
+    assert re.search(r"^  numpy +(\S+) +\1$", result.stdout, re.MULTILINE), result.stdout
     apps = cluster.status()["completedapps"]
     assert any(a["name"] == "recsys-spark doctor" and a["cores"] >= 1 for a in apps), apps
+
+
+def test_doctor_names_what_the_executors_python_lacks(cluster, write_config, tmp_path):
+    """Executors on a bare system Python (same minor version, none of the packages): doctor fails and names
+    each missing module; the probe itself still runs there, shipped by value."""
+    bare = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not bare.exists() or Path(sys.base_prefix) == Path("/usr"):
+        pytest.skip(f"needs a system {bare.name} besides this environment's")
+    config = write_config(CONFIG.format(root=tmp_path / "warehouse"))
+    result = cluster.submit(REPO / "jobs" / "doctor.py", "--config", str(config),
+                            conf={"spark.pyspark.python": str(bare), "spark.pyspark.driver.python": sys.executable})
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert "error: doctor: the executors' Python differs from the driver's" in result.stdout
+    assert "recsys_spark MISSING: ModuleNotFoundError: No module named 'recsys_spark'" in result.stdout
+    assert "numpy MISSING: ModuleNotFoundError" in result.stdout
 
 
 def test_failing_job_exits_non_zero_with_its_message(cluster, write_config):
@@ -79,3 +101,50 @@ def test_the_pipeline_on_the_cluster(cluster, tmp_path):
     metrics = output_metrics(weekly)
     assert metrics["users_in"] == metrics["users_served"] == 80 and metrics["executor_run_seconds"] > 0
     assert any(a["name"] == "recsys-spark pipeline" for a in cluster.status()["completedapps"])
+
+
+LAUNCHED = """
+import json
+from recsys_spark.config import S3Settings
+from recsys_spark.session import get_spark
+
+# As a job does: the config's spark.conf and S3 settings (path-style access off by default).
+spark = get_spark("conf-precedence", conf={"spark.sql.shuffle.partitions": 7, "spark.sql.ansi.enabled": False},
+                  s3=S3Settings())
+hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+print(json.dumps({**{k: spark.conf.get(k, None) for k in (
+    "spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.ansi.enabled",
+    "spark.sql.extensions")}, **{k: hadoop.get(k) for k in ("fs.s3a.path.style.access", "fs.s3.impl")}}))
+"""
+
+
+@pytest.mark.spark
+def test_under_spark_submit_the_user_s_conf_wins(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cluster_env, spark_home
+
+    script = tmp_path / "launched.py"
+    script.write_text(LAUNCHED)
+    # A cluster whose Hadoop configuration already serves s3:// (as EMR's core-site.xml does with EMRFS).
+    hadoop_conf = tmp_path / "hadoop-conf"
+    hadoop_conf.mkdir()
+    (hadoop_conf / "core-site.xml").write_text(
+        "<configuration><property><name>fs.s3.impl</name><value>com.example.PlatformS3FileSystem</value>"
+        "</property></configuration>")
+    result = subprocess.run(
+        [str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
+         "--conf", "spark.sql.shuffle.partitions=3", "--conf", "spark.sql.session.timeZone=America/New_York",
+         "--conf", "spark.hadoop.fs.s3a.path.style.access=true", str(script)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+        env={**cluster_env(), "HADOOP_CONF_DIR": str(hadoop_conf), "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["spark.sql.shuffle.partitions"] == "3"  # the user's --conf over the config's spark.conf
+    assert seen["spark.sql.session.timeZone"] == "America/New_York"  # ... over the package's default
+    assert seen["fs.s3a.path.style.access"] == "true"  # ... over the config's S3 settings
+    assert seen["spark.sql.ansi.enabled"] == "false"  # the config fills what the user left unset
+    assert seen["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"  # and the package's
+    assert seen["fs.s3.impl"] == "com.example.PlatformS3FileSystem"  # the platform's s3:// is kept
