@@ -149,24 +149,32 @@ class CsvSource:
                  >= F.col("_metadata.file_size")).alias("_last"), F.lit(g).alias(GROUP)))
         return out
 
-    def plain(self, exclude: Collection[str] = ()) -> DataFrame:
-        """Every line of the files not in ``exclude``, read as a file without quotes reads (record columns);
-        ``_quoted`` marks the lines with a quote, which are no records here."""
+    def plain(self, exclude: Collection[str] = (), valid: bool = False) -> DataFrame:
+        """Every line of the files not in ``exclude``, read as a file without quotes reads (record columns,
+        and ``_error``); ``_quoted`` marks the lines with a quote, which are no records here. ``valid``: skip
+        the UTF-8 check, for a second reading whose lines that are not UTF-8 were rejected in the first and are
+        left out by position (they are records there too, so every line keeps its position)."""
         frames = []
         for lines in self._lines(None, exclude):
             value = F.col("value")
             text = F.when(value.startswith(BOM), F.expr("substring(value, 2)")).otherwise(value)
+            utf8 = F.lit(True) if valid else F.expr("is_valid_utf8(value)")
             frames.append(lines.select("*", F.monotonically_increasing_id().alias(POS), text.alias("_text"),
-                                       (F.instr(value, '"') > 0).alias(QUOTED),
-                                       F.expr("is_valid_utf8(value)").alias("_utf8")))
+                                       (F.instr(value, '"') > 0).alias(QUOTED), utf8.alias("_utf8")))
+        # The guards (a line ending in \r, one starting with a space or tab) spare most lines a copy.
         rows = _union(frames).withColumn(LINE, F.expr(
-            "CASE WHEN _utf8 THEN TRIM(TRAILING '\\r' FROM _text) ELSE make_valid_utf8(value) END"))
+            "CASE WHEN NOT _utf8 THEN make_valid_utf8(value) WHEN endswith(_text, '\\r') "
+            "THEN TRIM(TRAILING '\\r' FROM _text) ELSE _text END"))
         header = _case(F.col(GROUP), [F.lit(normalized(g.header)) for g in self.groups])
-        blank = F.expr(f"TRIM(BOTH ' \\t' FROM {LINE}) = ''")
-        rows = rows.select("*", (~F.col(QUOTED) & ~blank & (F.col(LINE) != header)).alias(IS_RECORD))
-        values = F.split(F.col(LINE), ",", -1)
-        error = F.when(~F.col("_utf8"), F.lit(NOT_UTF8))
-        return self._with_fields(rows, values, error)
+        blank = F.expr(f"{LINE} = '' OR ((startswith({LINE}, ' ') OR startswith({LINE}, '\\t')) "
+                       f"AND TRIM(BOTH ' \\t' FROM {LINE}) = '')")
+        record = ~F.col(QUOTED) & ~blank & (F.col(LINE) != header)
+        return self.split(rows.select("*", record.alias(IS_RECORD), F.when(~F.col("_utf8"), NOT_UTF8).alias(ERROR)))
+
+    def split(self, rows: DataFrame) -> DataFrame:
+        """Rows of lines read plainly (``_line``, ``_error``, ``_group`` and the rest) with the record columns
+        beside theirs: the line split at commas."""
+        return self._with_fields(rows, F.split(F.col(LINE), ",", -1), F.col(ERROR))
 
     def segments(self, only: Collection[str]) -> DataFrame:
         """The rows of the segments of the files in ``only`` read in tasks (:data:`GROUPED`). The same rows

@@ -30,8 +30,8 @@ from pyspark.sql import functions as F
 from recsys_spark.config import Config, ImportJob
 from recsys_spark.core.kernels.csvrecords import SEGMENT
 from recsys_spark.datasets import writes
-from recsys_spark.datasets.csv_source import (BLOCK, FILE, GROUP, INDEX, IS_RECORD, KIND, LINE, LINE_NUMBER, ORDER, POS,
-                                              QUOTED, CsvSource, record_columns)
+from recsys_spark.datasets.csv_source import (BLOCK, ERROR, FILE, GROUP, INDEX, IS_RECORD, KIND, LINE, LINE_NUMBER,
+                                              ORDER, POS, QUOTED, CsvSource, record_columns)
 from recsys_spark.datasets.validation import BAD, convert, raw, validate
 from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
@@ -158,8 +158,13 @@ def _records(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _
     are the same, :meth:`CsvSource.changed`). Files with quotes are read in segments and validated again.
     """
     schema, dataset = warehouse.schema(job.dataset), job.dataset
-    keep = [*schema.names, IS_RECORD, FILE, BLOCK, POS, BAD]
-    plain = source.plain().where(~F.col(FILE).isin(list(reading.quoted)))
+    keep = [*schema.names, IS_RECORD, BAD]
+    if dataset in ID_FIELD:  # users and items keep the last line per ID: the rows' file order
+        keep.append(F.struct(FILE, BLOCK, POS).alias(ORDER))
+    # Read as in the first pass (same files, same splits), so every line has the same position.
+    plain = source.plain(valid=True)
+    if reading.quoted:
+        plain = plain.where(~F.col(FILE).isin(list(reading.quoted)))
     if reading.plain_rejected:
         rejected = warehouse.spark.read.parquet(f"{staging}/plain").select(GROUP, POS)
         plain = plain.join(rejected, [GROUP, POS], "left_anti")
@@ -170,8 +175,6 @@ def _records(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _
             segments = segments.unionByName(reading.stitched)
         segmented = validate(source.records(segments).select(*record_columns(schema)), schema, dataset)
         records = records.unionByName(segmented.select(*keep))
-    if dataset in ID_FIELD:  # users and items keep the last line per ID: the rows' file order
-        records = records.withColumn(ORDER, F.struct(FILE, BLOCK, POS))
     return records
 
 
@@ -191,9 +194,13 @@ def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging
     as_read = [raw(f).alias(f.name) for f in schema.fields] + columns[len(schema.fields):]
     plain = validate(source.plain(), schema, dataset)
     seen = Observation(f"plain-{job_id}")
-    (plain.observe(seen, F.count_if(record).alias("read"), F.count_if(bad).alias("bad"),
-                   F.to_json(F.collect_set(F.when(F.col(QUOTED), F.col(FILE)))).alias("quoted"))
-     .where(bad).select(*as_read).write.parquet(f"{staging}/plain"))
+    # Every line passes the observation: only the few that need them carry their text and file along.
+    narrow = plain.select(F.when(bad, F.col(LINE)).alias(LINE), F.when(bad, F.col(ERROR)).alias(ERROR),
+                          F.when(bad | F.col(QUOTED), F.col(FILE)).alias(FILE), BLOCK, POS, GROUP, IS_RECORD, QUOTED,
+                          BAD)
+    (narrow.observe(seen, F.count_if(record).alias("read"), F.count_if(bad).alias("bad"),
+                    F.to_json(F.collect_set(F.when(F.col(QUOTED), F.col(FILE)))).alias("quoted"))
+     .where(bad).drop(BAD).write.parquet(f"{staging}/plain"))
     quoted = set(json.loads(seen.get["quoted"]))
     read, rejected, segments, rejects = seen.get["read"], seen.get["bad"], [], []
     if quoted or rejected:
@@ -202,7 +209,8 @@ def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging
             F.count_if(bad).alias("bad")).where(~F.col(FILE).isin(list(quoted))).collect()
         read, rejected = sum(r.read for r in per_segment), sum(r.bad for r in per_segment)
         segments = [(r[FILE], r[BLOCK], r.lines, r.first) for r in per_segment]
-        rejects.append(spark.read.parquet(f"{staging}/plain").where(~F.col(FILE).isin(list(quoted))))
+        staged = spark.read.parquet(f"{staging}/plain").where(~F.col(FILE).isin(list(quoted)))
+        rejects.append(source.split(staged).select(*columns))
     plain_rejected, stitched = rejected, None
     if quoted:
         checked = validate(source.records(source.segments(quoted)), schema, dataset)
