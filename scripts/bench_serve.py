@@ -188,6 +188,13 @@ end
 """
 
 
+def warm_up(served: Served, users: int, work: Path) -> None:
+    """Two seconds of load: the caches built on first use (catalog indexes, the transposed factors, the
+    compiled filter) are in place before the memory is read and the timed run starts."""
+    wrk(served.url, RECOMMEND.format(users=users, arn=ARN.format("campaign/for-you"),
+                                     filter=ARN.format("filter/not-bought")), 2, work)
+
+
 def landing_events(work: Path) -> int:
     """Distinct event IDs in the landing files (published and in progress)."""
     ids = set()
@@ -207,9 +214,8 @@ def serve_bench(args) -> None:
             print(f"{args.users:,} users x {items:,} items, rank {RANK}: building...", flush=True)
             served = Served(build(work, args.users, items))
             try:
+                warm_up(served, args.users, work)
                 memory[items] = served.rss()
-                wrk(served.url, RECOMMEND.format(users=args.users, arn=ARN.format("campaign/for-you"),
-                                                 filter=ARN.format("filter/not-bought")), 2, work)  # warm-up
                 got = wrk(served.url, RECOMMEND.format(users=args.users, arn=ARN.format("campaign/for-you"),
                                                        filter=ARN.format("filter/not-bought")), args.seconds, work,
                           served)
@@ -243,11 +249,12 @@ def serve_bench(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="recsys-bench-serve-"))
     try:
         served = Served(build(work, fewer, small))
+        warm_up(served, fewer, work)
         fewer_rss = served.rss()
         served.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("\nserver memory (RSS after loading): " + ", ".join(
+    print("\nserver memory (RSS after loading and a warm-up): " + ", ".join(
         f"{m / 2**20:,.0f} MiB at {args.users:,} users x {i:,} items" for i, m in memory.items())
           + f", {fewer_rss / 2**20:,.0f} MiB at {fewer:,} users x {small:,} items")
     per_users = (memory[small] - fewer_rss) / (args.users - fewer) * 1e6
