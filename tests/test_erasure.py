@@ -104,7 +104,7 @@ batch_jobs:
     assert counts["users_listed"] == 1 and counts["interactions_deleted"] == 8 + 2 and counts["users_deleted"] == 1
     assert counts["rejects_deleted"] == 2 and counts["landing_lines_deleted"] == 4  # 2 events, the broken one, a user
     assert counts["version_rows_deleted"] == 1 and counts["batch_lines_deleted"] == 1
-    assert counts["purged_log_files_removed"] > 0 and counts["purged_bytes_freed"] > 0
+    assert counts["purged_files_removed"] > 0 and counts["purged_log_files_removed"] > 0
     # Everyone else stays, and the rewritten landing files are not taken again.
     assert wh.read("interactions").count() == others
     assert {r.USER_ID for r in wh.read("users").collect()} == {"b1", "b7"}
