@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from datasets_helpers import SCHEMAS, write
 from recipe_helpers import as_csv, planted
+
 from recsys_spark.config import load_config
 from recsys_spark.datasets.deletion import delete_users
 from recsys_spark.datasets.importer import run_imports
@@ -76,7 +76,7 @@ batch_jobs:
     (landing / "events").mkdir(parents=True)
     lines = [json.dumps({"userId": u, "eventType": "view", "sentAt": 1_700_000_500 + n, "itemId": "A2",
                          "eventId": f"late-{n}"}) for n, u in enumerate([SECRET, "b1", SECRET, "b2"])]
-    broken = '{"userId": "%s", "eventType": "view"' % SECRET  # malformed JSON: rejected by ingest
+    broken = f'{{"userId": "{SECRET}", "eventType": "view"'  # malformed JSON: rejected by ingest
     (landing / "events" / "late.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines + [broken]) + "\n").encode()))
     write(landing / "users" / "new.jsonl", json.dumps({"userId": SECRET, "properties": '{"age": 30}'}) + "\n"
           + json.dumps({"userId": "b7", "properties": '{"age": 22}'}) + "\n")

@@ -57,8 +57,8 @@ class MaintainResult:
         return sum(c.get("bytes_freed", 0) for _, c in self.actions)
 
     def summary(self) -> str:
-        lines = [f"maintain: {len(self.actions)} actions; {self.before[0]:,} files ({_mb(self.before[1])}) -> "
-                 f"{self.after[0]:,} files ({_mb(self.after[1])}) under the root, {_mb(self.bytes_freed)} freed"]
+        lines = [(f"maintain: {len(self.actions)} actions; {self.before[0]:,} files ({_mb(self.before[1])}) -> "
+                  f"{self.after[0]:,} files ({_mb(self.after[1])}) under the root, {_mb(self.bytes_freed)} freed")]
         for name, counts in self.actions:
             lines.append(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
         return "\n".join(lines + [f"  FAILED {f}" for f in self.failed])
