@@ -85,11 +85,18 @@ def vacuum(spark: SparkSession, path: str, hours: float) -> dict[str, int]:
     """VACUUM with ``hours`` of retention; the files and bytes it freed."""
     from delta.tables import DeltaTable
 
-    files, size = storage.footprint(spark, path)
+    files, size = data_footprint(spark, path)
     with retention_check_lifted(spark, hours):
         DeltaTable.forPath(spark, path).vacuum(float(hours))
-    files_after, size_after = storage.footprint(spark, path)
+    files_after, size_after = data_footprint(spark, path)
     return {"files_removed": files - files_after, "bytes_freed": size - size_after}
+
+
+def data_footprint(spark: SparkSession, path: str) -> tuple[int, int]:
+    """(files, bytes) of a table's data, its log left out (every commit, VACUUM's too, adds log files)."""
+    files, size = storage.footprint(spark, path)
+    log_files, log_size = storage.footprint(spark, f"{path.rstrip('/')}/_delta_log")
+    return files - log_files, size - log_size
 
 
 def optimize(spark: SparkSession, path: str) -> dict[str, int]:
@@ -105,7 +112,8 @@ def purge_history(spark: SparkSession, path: str) -> dict[str, int]:
     """Remove the table's old data files and log entries (see the module docstring); what it removed."""
     from delta.tables import DeltaTable
 
-    files, size = storage.footprint(spark, path)
+    files = data_footprint(spark, path)[0]
+    size = storage.footprint(spark, path)[1]
     table = DeltaTable.forPath(spark, path)
     properties = table.detail().select("properties").first()[0] or {}
     if properties.get("delta.enableDeletionVectors") == "true":
@@ -113,7 +121,7 @@ def purge_history(spark: SparkSession, path: str) -> dict[str, int]:
         spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
     with retention_check_lifted(spark, 0):
         table.vacuum(0.0)
-    vacuumed_files, _ = storage.footprint(spark, path)
+    vacuumed_files = data_footprint(spark, path)[0]
     version = table.history(1).select("version").first()[0]
     # No public API writes a checkpoint; the log's own does, at the version given.
     delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)

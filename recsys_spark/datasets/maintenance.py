@@ -141,20 +141,15 @@ def _expire_rejects(spark: SparkSession, path: str, cutoff: datetime, run: JobRu
 
 def _tidy_table(spark: SparkSession, path: str, rejects: bool | None, settings, run: JobRun) -> None:
     """Statistics columns (dataset and rejects tables), OPTIMIZE, VACUUM; data files and bytes counted."""
-    run.counts["files_before"] = _data_files(spark, path)
+    run.counts["files_before"] = housekeeping.data_footprint(spark, path)[0]
     if rejects is not None:
         columns = spark.read.format("delta").load(path).columns
         housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(columns, rejects=rejects))
     if settings.optimize:
         run.counts.update(housekeeping.optimize(spark, path))
     run.counts.update(housekeeping.vacuum(spark, path, settings.vacuum_retention_hours))
-    run.counts["files_after"] = _data_files(spark, path)
+    run.counts["files_after"] = housekeeping.data_footprint(spark, path)[0]
     run.metrics["bytes_after"] = storage.footprint(spark, path)[1]
-
-
-def _data_files(spark: SparkSession, path: str) -> int:
-    """A table's data files (its log's files not counted: every commit adds two)."""
-    return storage.footprint(spark, path)[0] - storage.footprint(spark, f"{path}/_delta_log")[0]
 
 
 def _prune_versions(spark: SparkSession, config: Config, solution: str, run: JobRun) -> None:
