@@ -1,4 +1,4 @@
-"""spark-submit entry point: Delete every row of the listed users from every dataset.
+"""spark-submit entry point: Erase the listed users from every place under the warehouse root.
 
     spark-submit jobs/delete_users.py --config pipeline.yaml --source users-to-delete.csv
 """

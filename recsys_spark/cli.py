@@ -88,7 +88,8 @@ def ingest(config_path: str) -> None:
 @config_option
 @click.option("--source", required=True, help="CSV file or folder with a USER_ID column.")
 def delete_users_(config_path: str, source: str) -> None:
-    """Delete every row of the listed users from every dataset."""
+    """Erase the listed users from every place under the warehouse root (tables and their history, rejects,
+    landing files, solution versions, batch files)."""
     from recsys_spark.config import load_config
     from recsys_spark.datasets.deletion import delete_users
     from recsys_spark.session import session_for
@@ -96,6 +97,19 @@ def delete_users_(config_path: str, source: str) -> None:
     config = load_config(config_path)
     counts = delete_users(session_for(config, "recsys-spark delete-users"), config, resolve_location(source))
     click.echo("delete-users: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items()))
+
+
+@cli.command()
+@config_option
+def maintain(config_path: str) -> None:
+    """Compact and vacuum the tables, prune old solution versions, rejects, batch outputs and scratch, and
+    finish due erasures; every action in the job history."""
+    from recsys_spark.config import load_config
+    from recsys_spark.datasets.maintenance import run_maintain
+    from recsys_spark.session import session_for
+
+    config = load_config(config_path)
+    click.echo(run_maintain(session_for(config, "recsys-spark maintain"), config).summary())
 
 
 @cli.command()
@@ -203,16 +217,17 @@ def batch(config_path: str, jobs: tuple[str, ...]) -> None:
 
 @cli.group("pipeline")
 def pipeline_group() -> None:
-    """The whole pipeline: imports, ingestion, training, batch inference."""
+    """The whole pipeline: imports, ingestion, training, batch inference, maintenance."""
 
 
 @pipeline_group.command("run")
 @config_option
-@click.option("--steps", help="Comma-separated subset of import,ingest,train,batch (default: all, in order).")
+@click.option("--steps", help="Comma-separated subset of import,ingest,train,batch,maintain (default: all, in order).")
 @click.option("--samples", default=0, show_default=True,
               help="Print this many recommendations of the first batch job with item metadata.")
 def pipeline_run(config_path: str, steps: str | None, samples: int) -> None:
-    """Run every import, ingestion, training and batch job of the config, in order, in one Spark app."""
+    """Run every import, ingestion, training and batch job of the config, then maintenance, in order, in one
+    Spark app."""
     from recsys_spark.config import load_config
     from recsys_spark.pipeline import parse_steps, run_pipeline
     from recsys_spark.session import session_for

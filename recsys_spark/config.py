@@ -181,10 +181,12 @@ class FilterLimits(_Strict):
 
 class BatchJob(_Strict):
     """A batch inference job: ``input`` (JSON lines file or folder, or ``all_users``), ``output`` prefix,
-    ``num_results`` (1 to 500, default 25), optional ``filter`` name."""
+    ``num_results`` (1 to 500, default 25), optional ``filter`` name; ``version``: ``latest`` (default: the
+    solution's newest version) or a version id to pin (as the service's job names a solution version)."""
 
     name: Name
     solution: str
+    version: Annotated[str, AfterValidator(_non_empty)] = "latest"
     input: Annotated[str, AfterValidator(_batch_input)]
     output: Location
     num_results: Annotated[int, Field(ge=1, le=500)] = 25
@@ -218,6 +220,39 @@ class Serve(_Strict):
     reload_seconds: Annotated[float, Field(gt=0)] = 30.0
     publish_seconds: Annotated[float, Field(gt=0)] = 10.0
     max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+
+
+class Erasure(_Strict):
+    """What `delete-users` does beyond deleting the rows. ``purge_after_hours`` (default 0: at once): how long
+    the tables' older versions (time travel) keep the deleted rows before their files and log entries are
+    removed; above 0, the first `maintain` after that time removes them and the deletion's job record says
+    when it is due. ``outside_batch_files`` (default ``list``): batch inputs and outputs outside the
+    warehouse root that hold a listed user are named in the job record; ``erase`` rewrites them without
+    the users' lines. Those under the root are always rewritten."""
+
+    purge_after_hours: Annotated[float, Field(ge=0)] = 0.0
+    outside_batch_files: Literal["list", "erase"] = "list"
+
+
+class Maintain(_Strict):
+    """What `maintain` (and the pipeline's ``maintain`` step) does; the defaults are safe nightly while other
+    jobs run. ``optimize`` (default true): compact each table's small files. ``vacuum_retention_hours``
+    (default 168, Delta's own): table files replaced longer ago than this are deleted (time travel reaches
+    back this far; below 168 a job still reading an old version may fail). ``keep_versions`` (default 5):
+    the newest versions kept per solution; the newest and any version a campaign or batch job pins are
+    always kept. ``incomplete_version_hours`` (default 24): version folders without a manifest (trainings
+    killed midway) older than this are deleted. ``rejects_retention_days`` (default 90; null keeps all):
+    rejected lines older than this are deleted. ``batch_output_retention_days`` (default null: keep):
+    batch outputs whose run ended longer ago are deleted. ``scratch_retention_hours`` (default 48):
+    leftovers of killed imports (``_staging``) and training checkpoints older than this are deleted."""
+
+    optimize: bool = True
+    vacuum_retention_hours: Annotated[float, Field(ge=0)] = 168.0
+    keep_versions: Annotated[int, Field(ge=1)] = 5
+    incomplete_version_hours: Annotated[float, Field(ge=1)] = 24.0
+    rejects_retention_days: Annotated[float, Field(gt=0)] | None = 90.0
+    batch_output_retention_days: Annotated[float, Field(gt=0)] | None = None
+    scratch_retention_hours: Annotated[float, Field(ge=1)] = 48.0
 
 
 class Cost(_Strict):
@@ -273,6 +308,8 @@ class Config(_Strict):
     batch_jobs: list[BatchJob] = []
     campaigns: list[Campaign] = []
     serve: Serve = Serve()
+    erasure: Erasure = Erasure()
+    maintain: Maintain = Maintain()
     cost: Cost = Cost()
     s3: S3Settings = S3Settings()
     spark: SparkSettings = SparkSettings()

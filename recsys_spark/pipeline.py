@@ -1,4 +1,4 @@
-"""The whole pipeline in one Spark application: imports, ingestion, training, batch inference.
+"""The whole pipeline in one Spark application: imports, ingestion, training, batch inference, maintenance.
 
 Steps run in that order (``steps`` picks a subset); each step's work is committed as it finishes, so a
 failing step stops the run with its error and everything before it stays valid and recorded in ``_jobs``.
@@ -19,7 +19,7 @@ from recsys_spark.config import Config
 from recsys_spark.logs import step_context
 
 log = logging.getLogger(__name__)
-STEPS = ("import", "ingest", "train", "batch")
+STEPS = ("import", "ingest", "train", "batch", "maintain")
 
 
 @dataclass
@@ -113,3 +113,11 @@ def _tasks(spark, config: Config, step: str):
                 return (f"{m['users_served']:,}/{m['users_in']:,} served -> {m['output']}; cost "
                         f"${m['estimated_cost_usd']:.4f} vs managed service ${m['managed_service_cost_usd']:.4f}")
             yield job.name, run
+    elif step == "maintain":
+        from recsys_spark.datasets.maintenance import run_maintain
+
+        def run():
+            r = run_maintain(spark, config)
+            return (f"{len(r.actions)} actions, {r.before[0]:,} -> {r.after[0]:,} files, "
+                    f"{r.bytes_freed / 1e6:,.1f} MB freed")
+        yield "warehouse", run

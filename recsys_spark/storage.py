@@ -19,6 +19,11 @@ def path_exists(spark, uri: str) -> bool:
     return bool(fs.exists(path))
 
 
+def is_file(spark, uri: str) -> bool:
+    path, fs = _hadoop_path(spark, uri)
+    return bool(fs.exists(path) and fs.getFileStatus(path).isFile())
+
+
 def delete_path(spark, uri: str) -> bool:
     """Delete a file or a folder with everything in it; False when there was nothing to delete."""
     path, fs = _hadoop_path(spark, uri)
@@ -129,6 +134,21 @@ def siblings(spark, uri: str, prefix: str) -> list[str]:
     return sorted(str(s.getPath()) for s in fs.listStatus(parent) if s.getPath().getName().startswith(prefix))
 
 
+def footprint(spark, uri: str) -> tuple[int, int]:
+    """(files, bytes) under ``uri``, recursively; (0, 0) when it does not exist. Files named with a leading
+    ``.`` (the local file system's checksum sidecars) are counted in the bytes, not in the files."""
+    path, fs = _hadoop_path(spark, uri)
+    if not fs.exists(path):
+        return 0, 0
+    files = size = 0
+    listing = fs.listFiles(path, True)
+    while listing.hasNext():
+        status = listing.next()
+        size += status.getLen()
+        files += not status.getPath().getName().startswith(".")
+    return files, size
+
+
 # Object stores where a new object becomes visible whole when its upload ends (a PUT): writing the file in
 # place already replaces it in one step.
 WHOLE_OBJECT_PUT = {"s3", "s3a", "s3n", "gs"}
@@ -170,8 +190,45 @@ def _write(fs, path, text: str, overwrite: bool) -> None:
 
 
 def list_names(spark, uri: str) -> list[str]:
-    """Names of the files directly in the folder ``uri``, sorted ([] when it does not exist)."""
+    """Names of the files directly in the folder ``uri`` (hidden ones included), sorted ([] when it does not
+    exist)."""
     path, fs = _hadoop_path(spark, uri)
     if not fs.exists(path):
         return []
     return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isFile())
+
+
+def newest_ms(spark, uri: str) -> int:
+    """The newest modification time (epoch milliseconds) of the files under ``uri`` (a folder's own time is
+    not used: object stores have none); 0 when it holds none."""
+    path, fs = _hadoop_path(spark, uri)
+    newest = 0
+    if fs.exists(path):
+        listing = fs.listFiles(path, True)
+        while listing.hasNext():
+            newest = max(newest, int(listing.next().getModificationTime()))
+    return newest
+
+
+def read_bytes(spark, uri: str) -> bytes:
+    """A whole file, decompressed when its name says gzip, bzip2..."""
+    jvm = spark.sparkContext._jvm
+    stream = _open(spark, uri)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
+def write_bytes(spark, uri: str, data: bytes) -> None:
+    """Create ``uri`` holding ``data``, compressed when its name says gzip, bzip2... (fails if it exists)."""
+    jvm = spark.sparkContext._jvm
+    path, fs = _hadoop_path(spark, uri)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()).getCodec(path)
+    raw = fs.create(path, False)
+    out = raw if codec is None else codec.createOutputStream(raw)
+    try:
+        out.write(bytearray(data))
+    finally:
+        out.close()

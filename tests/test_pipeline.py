@@ -78,7 +78,8 @@ def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
     kinds = [(r.kind, r.name, r.status) for r in job_history(warehouse, 50).collect()]
     for expected in [("import", "users"), ("import", "items"), ("import", "interactions"), ("ingest", None),
                      ("train", "for-you"), ("train", "also-viewed"), ("train", "popular"),
-                     ("batch", "weekly-mail"), ("batch", "related-items")]:
+                     ("batch", "weekly-mail"), ("batch", "related-items"), ("maintain", "table interactions"),
+                     ("maintain", "versions for-you"), ("maintain", "table _jobs")]:
         assert (*expected, "SUCCEEDED") in kinds, expected
 
 

@@ -42,6 +42,7 @@ EVENT_JSON = ("userId STRING, sessionId STRING, eventType STRING, sentAt STRING,
               "recommendationId STRING, _corrupt STRING")
 RECORD_JSON = "userId STRING, itemId STRING, properties STRING, _corrupt STRING"
 FILES_PER_BATCH = 1000
+MAX_FILE_AGE = "36500d"
 
 
 @dataclass
@@ -105,7 +106,10 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
         finally:
             checked.unpersist()
 
-    lines = (spark.readStream.format("text").option("maxFilesPerTrigger", FILES_PER_BATCH).load(source)
+    # Every file taken stays known by name for good (Spark forgets names after 7 days by default, then
+    # takes a file again whose modification time changed: `delete-users` rewrites landing files in place).
+    lines = (spark.readStream.format("text").option("maxFilesPerTrigger", FILES_PER_BATCH)
+             .option("maxFileAge", MAX_FILE_AGE).load(source)
              .select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias(FILE),
                      F.col("_metadata.file_block_start").alias("_block"))
              .where(F.trim(F.col(LINE)) != ""))

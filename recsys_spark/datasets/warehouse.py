@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from recsys_spark.config import Config
+from recsys_spark.datasets.housekeeping import STATS_COLUMNS, stats_columns, stats_property
 from recsys_spark.errors import UserError
 from recsys_spark.schema import DatasetSchema
 
@@ -82,6 +83,17 @@ class Warehouse:
     def staging_path(self, job_id: str) -> str:
         return f"{self.root}/_staging/{job_id}"
 
+    def ensure_rejects(self, dataset: str) -> str:
+        """The dataset's rejects table, created (without statistics on its raw lines) when missing."""
+        from delta.tables import DeltaTable
+
+        path = self.rejects_path(dataset)
+        if not self.exists(path):
+            columns = stats_property(stats_columns(REJECTS_SCHEMA.names, rejects=True))
+            (DeltaTable.createIfNotExists(self.spark).location(path).addColumns(REJECTS_SCHEMA)
+             .property(STATS_COLUMNS, columns).execute())
+        return path
+
     def checkpoint_path(self, name: str) -> str:
         return f"{self.root}/_checkpoints/{name}"
 
@@ -127,7 +139,9 @@ class Warehouse:
         wanted = self.table_type(dataset)
         path = self.path(dataset)
         if not self.exists(path):
-            DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted).execute()
+            columns = stats_property(stats_columns(wanted.names))  # no user IDs in the log's statistics
+            (DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted)
+             .property(STATS_COLUMNS, columns).execute())
             return
         found = {f.name: f.dataType for f in self.spark.read.format("delta").load(path).schema}
         changed = [f"{f.name} ({found[f.name].simpleString()} in the table, {f.dataType.simpleString()} in the "

@@ -63,7 +63,7 @@ def append_rejects(warehouse: Warehouse, dataset: str, checked: DataFrame, job_i
     writer = rejects.select(*REJECTS_SCHEMA.names).write.format("delta").mode("append").option("mergeSchema", True)
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    writer.save(warehouse.rejects_path(dataset))
+    writer.save(warehouse.ensure_rejects(dataset))
 
 
 def check_reject_ratio(warehouse: Warehouse, dataset: str, job_id: str, read: int, rejected: int, limit: float, *,

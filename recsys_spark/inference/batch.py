@@ -58,7 +58,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
     """Run the config's batch job ``name`` (see the module docstring)."""
     job = config.batch_job(name)
     solution = config.solution(job.solution)
-    version = get_version(spark, config, job.solution)
+    version = get_version(spark, config, job.solution, None if job.version == "latest" else job.version)
     kind = entry(version.recipe).request
     if job.input == ALL_USERS and kind == "ranking":
         raise UserError(f"batch job {name!r}: personalized-ranking needs an itemList per user; `all_users` "

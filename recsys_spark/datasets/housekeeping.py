@@ -1,0 +1,141 @@
+"""Delta table housekeeping shared by `delete-users` and `maintain`: ID columns kept out of the file
+statistics, compaction, VACUUM, and the purge that makes a deletion an erasure.
+
+Delta writes each data file's min / max values into the table log (``add`` actions in the commit JSON, the
+checkpoints and the ``.crc`` checksum files). For a USER_ID column those values are user IDs, so the tables
+list the columns that get statistics (``delta.dataSkippingStatsColumns``) and leave the IDs out; no job
+filters on USER_ID, so nothing is lost in data skipping.
+
+:func:`purge_history` removes what a table's history still keeps of deleted rows: the data files of older
+versions (VACUUM with no retention, Delta's retention check lifted for that one call) and the log entries
+before the latest version (a fresh checkpoint, then the older commit, checksum and checkpoint files are
+deleted). Delta's own log cleanup would not do that at once: it runs only when a checkpoint is written and
+keeps every log file of the current day, whatever ``delta.logRetentionDuration`` says. After a purge the
+table cannot be time-travelled to the versions before it.
+
+>>> keep_ids_out_of_stats(spark, "/data/wh/interactions", ["ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])  # doctest: +SKIP
+>>> purge_history(spark, "/data/wh/interactions")                                   # doctest: +SKIP
+{'files_removed': 14, 'log_files_removed': 22, 'bytes_freed': 1843204}
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+from pyspark.sql import SparkSession
+
+from recsys_spark import storage
+
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+DELTA_DEFAULT_RETENTION_HOURS = 168
+# Every file in _delta_log named by a version: commits, checksums, checkpoints (classic, multi-part, v2),
+# compacted commit ranges (named by their first and last version).
+LOG_FILE = re.compile(r"^(\d{20})\.(?:(\d{20})\.compacted\.json|json|crc|checkpoint\..*)$")
+# The columns whose values are user IDs (or may hold any of a record's text), left out of the statistics.
+ID_COLUMNS = {"USER_ID"}
+REJECTS_STATS = ("job_id", "dataset", "rejected_at", "line_number")
+
+
+def stats_columns(columns: list[str], rejects: bool = False) -> list[str]:
+    """The columns of a table that get file statistics: every column but USER_ID; for a rejects table only
+    its bookkeeping (its raw lines and reasons may hold any ID)."""
+    if rejects:
+        return [c for c in REJECTS_STATS if c in columns]
+    return [c for c in columns if c not in ID_COLUMNS]
+
+
+def stats_property(columns: list[str]) -> str:
+    return ",".join(f"`{c}`" for c in columns)
+
+
+def keep_ids_out_of_stats(spark: SparkSession, path: str, columns: list[str]) -> bool:
+    """Set the table's statistics columns to ``columns`` unless they already are; True when it changed. Only
+    files written afterwards follow it (a deletion rewrites the files it touches)."""
+    from delta.tables import DeltaTable
+
+    wanted = stats_property(columns)
+    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    if properties.get(STATS_COLUMNS) == wanted:
+        return False
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{wanted}')")
+    return True
+
+
+@contextmanager
+def retention_check_lifted(spark: SparkSession, hours: float):
+    """Delta refuses a VACUUM retention under its 7-day default unless its check is off; lift it for the
+    calls inside (only when ``hours`` needs it), then put the session's setting back."""
+    if hours >= DELTA_DEFAULT_RETENTION_HOURS:
+        yield
+        return
+    before = spark.conf.get(RETENTION_CHECK, None)
+    spark.conf.set(RETENTION_CHECK, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(RETENTION_CHECK)
+        else:
+            spark.conf.set(RETENTION_CHECK, before)
+
+
+def vacuum(spark: SparkSession, path: str, hours: float) -> dict[str, int]:
+    """VACUUM with ``hours`` of retention; the files and bytes it freed."""
+    from delta.tables import DeltaTable
+
+    files, size = data_footprint(spark, path)
+    with retention_check_lifted(spark, hours):
+        DeltaTable.forPath(spark, path).vacuum(float(hours))
+    files_after, size_after = data_footprint(spark, path)
+    return {"files_removed": files - files_after, "bytes_freed": size - size_after}
+
+
+def data_footprint(spark: SparkSession, path: str) -> tuple[int, int]:
+    """(files, bytes) of a table's data, its log left out (every commit, VACUUM's too, adds log files)."""
+    files, size = storage.footprint(spark, path)
+    log_files, log_size = storage.footprint(spark, f"{path.rstrip('/')}/_delta_log")
+    return files - log_files, size - log_size
+
+
+def optimize(spark: SparkSession, path: str) -> dict[str, int]:
+    """Compact the table's small files (Delta's bin-packing OPTIMIZE; nothing is committed when there is
+    nothing to compact). The replaced files stay until a VACUUM past the retention removes them."""
+    from delta.tables import DeltaTable
+
+    metrics = DeltaTable.forPath(spark, path).optimize().executeCompaction().select("metrics").first()[0]
+    return {"files_compacted": int(metrics.numFilesRemoved), "files_written": int(metrics.numFilesAdded)}
+
+
+def purge_history(spark: SparkSession, path: str) -> dict[str, int]:
+    """Remove the table's old data files and log entries (see the module docstring); what it removed."""
+    from delta.tables import DeltaTable
+
+    files = data_footprint(spark, path)[0]
+    size = storage.footprint(spark, path)[1]
+    table = DeltaTable.forPath(spark, path)
+    properties = table.detail().select("properties").first()[0] or {}
+    if properties.get("delta.enableDeletionVectors") == "true":
+        # Deleted rows then stay in their files, only masked; rewrite those files without them.
+        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    with retention_check_lifted(spark, 0):
+        table.vacuum(0.0)
+    vacuumed_files = data_footprint(spark, path)[0]
+    version = table.history(1).select("version").first()[0]
+    # No public API writes a checkpoint; the log's own does, at the version given.
+    delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    delta_log.createCheckpointAtVersion(version)
+    log_dir = f"{path.rstrip('/')}/_delta_log"
+    if not any(LOG_FILE.match(n) and int(n[:20]) == version and ".checkpoint." in n
+               for n in storage.list_names(spark, log_dir)):
+        raise RuntimeError(f"no checkpoint was written at version {version} of {path}; its log was left whole")
+    removed = 0
+    for name in storage.list_names(spark, log_dir):
+        match = LOG_FILE.match(name)
+        last = int(match.group(2) or match.group(1)) if match else None
+        if last is not None and last < version:
+            storage.delete_path(spark, f"{log_dir}/{name}")
+            removed += 1
+    _, size_after = storage.footprint(spark, path)
+    return {"files_removed": files - vacuumed_files, "log_files_removed": removed, "bytes_freed": size - size_after}
