@@ -15,10 +15,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from recsys_spark.config import Config
+from recsys_spark.datasets.conflicts import retry_on_conflict
 from recsys_spark.datasets.csv_source import CSV_SUFFIXES
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
+from recsys_spark.killpoints import kill_point
 from recsys_spark.storage import list_files
 
 DATASETS_WITH_USERS = ("interactions", "users")
@@ -42,8 +44,12 @@ def delete_users(spark: SparkSession, config: Config, source: str) -> dict[str, 
             path = warehouse.path(dataset)
             if config.schema(dataset) is None or not warehouse.exists(path):
                 continue
-            metrics = (DeltaTable.forPath(spark, path).alias("t").merge(ids.alias("s"), "t.USER_ID = s.USER_ID")
-                       .whenMatchedDelete().execute().first())
+            metrics = retry_on_conflict(
+                warehouse, dataset, lambda path=path: DeltaTable.forPath(spark, path).alias("t")
+                .merge(ids.alias("s"), "t.USER_ID = s.USER_ID").whenMatchedDelete().execute().first(),
+                what=f"delete-users in {dataset}")
             run.counts[f"{dataset}_deleted"] = metrics.num_deleted_rows
+            kill_point("delete-users.dataset-done")
         ids.unpersist()
+        kill_point("delete-users.done")
         return dict(run.counts)
