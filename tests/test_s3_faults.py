@@ -63,7 +63,7 @@ def test_throttling_past_the_limits_fails_clearly_and_commits_nothing(spark, fau
     warehouse = Warehouse(spark, config)
     version = warehouse.version("users")
     proxy.throttle_every = 1  # every request
-    with pytest.raises(Exception) as e:  # noqa: PT011 - whatever Spark wraps it in; its text is what counts
+    with pytest.raises(Exception) as e:  # whatever Spark wraps it in: its text is what counts
         run_imports(spark, config, "users", users(tmp_path, "more.csv", 80))
     _report(e.value, verbose=False, hint=True)
     message = capsys.readouterr().err
@@ -99,7 +99,7 @@ def test_a_server_that_goes_away_mid_job_and_comes_back(spark, faulty, tmp_path,
     version += 1
 
     outage(after=15, seconds=30)  # longer than S3A's retries
-    with pytest.raises(Exception) as e:  # noqa: PT011
+    with pytest.raises(Exception) as e:
         run_imports(spark, config, "users", users(tmp_path, "again.csv", 120))
     _report(e.value, verbose=False, hint=True)
     message = capsys.readouterr().err
