@@ -170,8 +170,7 @@ def state(spark, case: Path) -> dict[str, object]:
             continue
         frame = spark.read.format("delta").load(str(path))
         frame = frame.select(*[c for c in frame.columns if c not in VOLATILE])
-        rows = [json.dumps(r.asDict(), sort_keys=True, default=str).replace(str(case), "<case>")
-                for r in frame.collect()]
+        rows = [_relative(json.dumps(r.asDict(), sort_keys=True, default=str), case) for r in frame.collect()]
         # Rejects are a log per job: a killed run's stay (under its job id) beside its rerun's, as they stay
         # when a job is simply run twice; what is compared is which lines were rejected, and why.
         seen[table] = tuple(sorted(set(rows) if table.startswith("_rejects") else rows))
@@ -185,6 +184,14 @@ def state(spark, case: Path) -> dict[str, object]:
     else:
         seen["out/weekly"] = None
     return seen
+
+
+def _relative(text: str, case: Path) -> str:
+    """Paths under a case's folder (or its reference copy's: rows copied from the case keep its paths)
+    written relative to it."""
+    for folder in (case, case.parent / "case", case.parent / "reference"):
+        text = text.replace(str(folder), "<case>")
+    return text
 
 
 def jobs_are_consistent(spark, case: Path) -> list[str]:
@@ -239,13 +246,12 @@ def run_case(spark, base: Path, work: Path, kind: str, point: str | None = None,
     prepare(spark, case, kind)
     shutil.copytree(case, reference)
     before = state(spark, case)
-    run_in_process(spark, reference, kind)
-    after = state(spark, reference)
-
     outcome = Outcome(kind, point or f"after {delay:.1f} s")
     started = time.monotonic()
     proc = spawn(case, kind, point)
     try:
+        if delay is None:  # the reference run here while the killed one starts its own JVM
+            run_in_process(spark, reference, kind)
         if delay is not None:
             try:
                 proc.wait(timeout=delay)
@@ -258,6 +264,9 @@ def run_case(spark, base: Path, work: Path, kind: str, point: str | None = None,
             proc.wait()
     outcome.seconds = time.monotonic() - started
     outcome.returncode = proc.returncode
+    if delay is not None:  # after the kill: its timing must not depend on this process's load
+        run_in_process(spark, reference, kind)
+    after = state(spark, reference)
     outcome.killed = proc.returncode == -signal.SIGKILL
     # A kill between a batch commit's two moves leaves no complete output; the next run's first step puts the
     # previous one back. Readers see that step's result here.
