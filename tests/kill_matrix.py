@@ -236,7 +236,7 @@ def spawn(case: Path, kind: str, point: str | None) -> subprocess.Popen:
 
 
 def run_case(spark, base: Path, work: Path, kind: str, point: str | None = None, delay: float | None = None,
-             timeout: float = 300) -> Outcome:
+             timeout: float = 900) -> Outcome:
     """Copy ``base``, prepare ``kind``'s input, kill the job at ``point`` (or ``delay`` seconds after its
     start), then compare with a reference run on another copy, and rerun."""
     from recsys_spark.inference.output import recover

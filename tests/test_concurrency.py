@@ -160,7 +160,11 @@ def test_two_pipelines_on_one_root_at_once_lose_nothing(spark, tmp_path):
     found = state(spark, folder)
     for key in ("interactions", "users", "out/weekly", "_rejects/interactions"):
         assert found[key] == expected[key], key
-    assert len(found["solutions/popular"]) == 2 and set(found["solutions/popular"]) == set(expected["solutions/popular"])
+    # Both versions complete, trained on the same rows (the table versions they pin differ: the other
+    # pipeline's imports committed again in between).
+    trained = [{k: v for k, v in json.loads(m).items() if k != "datasets"} for m in found["solutions/popular"]]
+    [alone] = [{k: v for k, v in json.loads(m).items() if k != "datasets"} for m in expected["solutions/popular"]]
+    assert trained == [alone, alone]
     jobs = spark.read.format("delta").load(str(folder / "warehouse" / "_jobs")).collect()
     assert len({r.job_id for r in jobs}) == len(jobs) and {r.status for r in jobs} == {"SUCCEEDED"}
     kinds = sorted(r.kind for r in jobs)
