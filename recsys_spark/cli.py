@@ -14,7 +14,7 @@ import click
 
 from recsys_spark import __version__
 from recsys_spark.config import resolve_location
-from recsys_spark.errors import UserError
+from recsys_spark.errors import UserError, storage_failure
 
 config_option = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
                              help="The pipeline's YAML config.")
@@ -319,6 +319,8 @@ def _report(e: Exception, verbose: bool, hint: bool) -> None:
         traceback.print_exc()
     # Spark's errors carry the JVM's stack in their text; a failure's first line says what happened.
     text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {(str(e).strip() or '-').splitlines()[0]}"
+    if not isinstance(e, UserError) and (storage := storage_failure(str(e))):
+        text = storage
     click.echo(f"error: {text}" + ("\n(run with --verbose for the traceback)" if hint and not verbose else ""),
                err=True)
 

@@ -7,3 +7,31 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """The YAML config (or a schema file it names) is invalid; the message lists every problem found."""
+
+
+class ConcurrentJobError(Exception):
+    """Another job kept changing what this job writes (or holds it) until this job gave up; the message names
+    that job and what this one left (nothing half-done). Not the user's input: exit code 1, run it again."""
+
+
+def storage_failure(text: str) -> str | None:
+    """A one-line account of an S3 failure found in an error's text (Spark's errors carry the JVM's causes),
+    or None: throttling past S3A's retries, or a server that could not be reached.
+
+    >>> storage_failure("... s3a://b/wh/users ... AWSServiceThrottledException: ... Status Code: 503")[:44]
+    's3a://b/wh/users: S3 kept answering 503 Slow'
+    """
+    import re
+
+    path = re.search(r"s3a?://[^\s:;,\"'()\]]+", text)
+    where = f"{path.group(0)}: " if path else ""
+    if re.search(r"AWSServiceThrottledException|SlowDown|Status Code: 503|Please reduce your request rate", text):
+        cause = ("S3 kept answering 503 SlowDown (throttling) past S3A's retries (fs.s3a.retry.throttle.limit, "
+                 "fs.s3a.attempts.maximum)")
+    elif re.search(r"Connection refused|ConnectException|Unable to execute HTTP request|AWSClientIOException|"
+                   r"UnknownHostException|connect timed out", text):
+        cause = "S3 could not be reached past S3A's retries (fs.s3a.retry.limit, fs.s3a.attempts.maximum)"
+    else:
+        return None
+    return (f"{where}{cause}; the job stopped there, and what it had not committed is not visible (each table "
+            f"stays at its last committed version). Run it again when S3 answers.")

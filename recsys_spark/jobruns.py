@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pyspark.sql import types as T
 
 log = logging.getLogger(__name__)
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 JOBS_SCHEMA = T.StructType([
     T.StructField("job_id", T.StringType(), False),
@@ -56,16 +57,26 @@ class JobRun:
 
 
 @contextmanager
-def job_run(warehouse, kind: str, name: str | None, inputs: dict):
+def job_run(warehouse, kind: str, name: str | None, inputs: dict, job_id: str = ""):
     """Run a job body and append its row to ``_jobs`` at the end: SUCCEEDED, or FAILED with the error."""
-    run = JobRun(kind, name, inputs)
+    run = JobRun(kind, name, inputs, job_id)
     started = time.perf_counter()
+    conf = warehouse.spark.conf
+    outer = conf.get(USER_METADATA, None)
+    # Every Delta commit of this job carries its id: a concurrent job that loses a conflict names it.
+    conf.set(USER_METADATA, run.job_id)
     try:
-        yield run
-    except BaseException as e:
-        _record(warehouse, run, "FAILED", time.perf_counter() - started, f"{type(e).__name__}: {e}"[:2000])
-        raise
-    _record(warehouse, run, "SUCCEEDED", time.perf_counter() - started, None)
+        try:
+            yield run
+        except BaseException as e:
+            _record(warehouse, run, "FAILED", time.perf_counter() - started, f"{type(e).__name__}: {e}"[:2000])
+            raise
+        _record(warehouse, run, "SUCCEEDED", time.perf_counter() - started, None)
+    finally:
+        if outer is None:
+            conf.unset(USER_METADATA)
+        else:
+            conf.set(USER_METADATA, outer)
 
 
 def _record(warehouse, run: JobRun, status: str, seconds: float, error: str | None) -> None:

@@ -14,6 +14,7 @@ Three situations, one function (:func:`get_spark`):
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -179,5 +180,36 @@ def versions(spark) -> dict[str, str]:
 
 
 def session_for(config, app_name: str = "recsys-spark"):
-    """:func:`get_spark` with a loaded config's ``spark`` and ``s3`` settings."""
-    return get_spark(app_name, master=config.spark.master, conf=config.spark.conf, s3=config.s3)
+    """:func:`get_spark` with a loaded config's ``spark`` and ``s3`` settings (and, for a root on S3 without
+    a multi-writer log store, the warning that one writer at a time is required)."""
+    spark = get_spark(app_name, master=config.spark.master, conf=config.spark.conf, s3=config.s3)
+    if (warning := single_writer_warning(config.root, spark.sparkContext.getConf().get)) is not None:
+        logging.getLogger(__name__).warning(warning)
+    return spark
+
+
+MULTI_WRITER_LOG_STORE = "io.delta.storage.S3DynamoDBLogStore"
+
+
+def single_writer_warning(root: str, conf_get) -> str | None:
+    """The start-up warning for a warehouse root on S3 whose Delta log store allows one writer at a time.
+
+    Delta's default S3 log store cannot make a commit atomic across processes (S3 has no put-if-absent for
+    it): two jobs committing to one table at once from two Spark applications can overwrite each other's
+    commit. Delta's DynamoDB-backed log store (``spark.delta.logStore.s3a.impl``) makes that safe.
+
+    >>> single_writer_warning("s3://bucket/recs", lambda key, default=None: default)[:40]
+    'the warehouse root s3://bucket/recs is o'
+    >>> single_writer_warning("/data/recs", lambda key, default=None: default) is None
+    True
+    """
+    scheme = root.split("://", 1)[0] if "://" in root else ""
+    if scheme not in ("s3", "s3a", "s3n"):
+        return None
+    stores = {conf_get(f"spark.delta.logStore.{s}.impl", None) for s in ("s3", "s3a", scheme)}
+    if MULTI_WRITER_LOG_STORE in stores:
+        return None
+    return (f"the warehouse root {root} is on S3 with Delta's default log store, which allows one writer at a "
+            f"time: run one job at a time on this root (two at once, from two processes, can lose a commit). "
+            f"Delta's DynamoDB log store ({MULTI_WRITER_LOG_STORE}, its jar delta-storage-s3-dynamodb) lifts "
+            f"that; see the README's reliability section")

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from recsys_spark.core.models.base import Model
 from recsys_spark.core.registry import entry
 from recsys_spark.errors import UserError
+from recsys_spark.killpoints import kill_point
 
 MANIFEST = "manifest.json"
 USER_FACTORS = "users"  # the table of trained users' factors (USER_ID, FACTORS), where a recipe has one
@@ -117,6 +118,7 @@ class VersionStore:
         tables = model.tables()
         for name, table in tables.items():
             self.files.write_table(f"{path}/{name}", table)
+        kill_point("train.tables-written")  # a folder without its manifest: an unfinished version
         manifest = {"solution": solution, "version": version, "created_at": now.isoformat(timespec="seconds"),
                     "items": model.n_items, "tables": sorted(tables), **manifest}
         self.files.write_text(f"{path}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True, default=str))

@@ -50,10 +50,12 @@ from pyspark.sql import functions as F
 from recsys_spark import storage
 from recsys_spark.config import ALL_USERS, Config
 from recsys_spark.datasets import housekeeping
+from recsys_spark.datasets.conflicts import retry_on_conflict
 from recsys_spark.datasets.csv_source import CSV_SUFFIXES
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import JobRun, job_run
+from recsys_spark.killpoints import kill_point
 
 DATASETS_WITH_USERS = ("interactions", "users")
 # Where a JSON line names its user: the first of these paths that is set.
@@ -86,6 +88,7 @@ def delete_users(spark: SparkSession, config: Config, source: str) -> dict[str, 
                 timespec="seconds")
             run.metrics["purge_tables"] = tables
         ids.unpersist()
+        kill_point("delete-users.done")
         return dict(run.counts)
 
 
@@ -117,9 +120,12 @@ def _erase_tables(warehouse: Warehouse, ids: DataFrame, owner: _Owners, run: Job
             continue
         columns = spark.read.format("delta").load(path).columns
         housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(columns))
-        metrics = (DeltaTable.forPath(spark, path).alias("t").merge(ids.alias("s"), "t.USER_ID = s.USER_ID")
-                   .whenMatchedDelete().execute().first())
+        metrics = retry_on_conflict(
+            warehouse, dataset, lambda path=path: DeltaTable.forPath(spark, path).alias("t")
+            .merge(ids.alias("s"), "t.USER_ID = s.USER_ID").whenMatchedDelete().execute().first(),
+            what=f"delete-users in {dataset}")
         run.counts[f"{dataset}_deleted"] = metrics.num_deleted_rows
+        kill_point("delete-users.dataset-done")
         run.metrics["erased"][path] = f"{metrics.num_deleted_rows} rows"
         touched.append(path)
     for dataset in DATASETS_WITH_USERS:

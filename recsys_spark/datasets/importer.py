@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from functools import reduce
 
@@ -30,12 +31,14 @@ from pyspark.sql import functions as F
 from recsys_spark.config import Config, ImportJob
 from recsys_spark.core.kernels.csvrecords import SEGMENT
 from recsys_spark.datasets import writes
+from recsys_spark.datasets.conflicts import retry_on_conflict
 from recsys_spark.datasets.csv_source import (BLOCK, ERROR, FILE, GROUP, INDEX, IS_RECORD, KIND, LINE, LINE_NUMBER,
                                               ORDER, POS, QUOTED, CsvSource, record_columns)
 from recsys_spark.datasets.validation import BAD, convert, raw, validate
 from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
+from recsys_spark.killpoints import kill_point
 from recsys_spark.storage import delete_path
 
 log = logging.getLogger(__name__)
@@ -90,10 +93,12 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     inputs = {"dataset": job.dataset, "source": job.source, "mode": job.mode}
     with job_run(warehouse, "import", job.dataset, inputs) as run:
         warehouse.ensure_table(job.dataset)  # a schema mismatch fails before reading anything
+        kill_point("import.started")
         source = CsvSource(spark, job.source, warehouse.schema(job.dataset), job.allow_extra_columns)
         staging = warehouse.staging_path(run.job_id)
         try:
             reading = _first_pass(warehouse, job, source, staging, run.job_id)
+            kill_point("import.rejects-kept")
             read, rejected = reading.read, reading.rejected
             result = ImportResult(run.job_id, job.dataset, job.mode, job.source, read, read - rejected, rejected)
             result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
@@ -108,6 +113,7 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
             if changed := source.changed():
                 raise UserError(f"{', '.join(changed)} changed during the import; nothing was imported, run it again")
             written = _second_pass(warehouse, job, source, reading, staging, result)
+            kill_point("import.committed")
         finally:
             delete_path(spark, staging)
         if written != result.accepted:  # the source changed during the second pass
@@ -236,6 +242,11 @@ def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging
 
 
 def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:
+    retry_on_conflict(warehouse, dataset, lambda: _replace_bulk_once(warehouse, dataset, accepted, result),
+                      what=f"import {dataset}")
+
+
+def _replace_bulk_once(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:
     path = warehouse.path(dataset)
     if dataset == "interactions":
         rows = writes.table_rows(warehouse, dataset, accepted, BULK)
@@ -246,7 +257,7 @@ def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, resul
     key = ID_FIELD[dataset]
     rows = writes.table_rows(warehouse, dataset, writes.latest_per_id(accepted, key), BULK)
     kept = warehouse.read(dataset, bookkeeping=True).where(F.col(ORIGIN) != BULK).join(rows, key, "left_anti")
-    written = Observation(f"full-{result.job_id}")
+    written = Observation(f"full-{result.job_id}-{uuid.uuid4().hex[:6]}")  # one per attempt
     (rows.unionByName(kept).observe(written, F.count_if(F.col(ORIGIN) == BULK).alias("bulk"))
      .write.format("delta").mode("overwrite").save(path))
     result.inserted = written.get["bulk"]

@@ -33,6 +33,8 @@ from recsys_spark.datasets.validation import BAD, FORMAT_ERROR, validate
 from recsys_spark.datasets.warehouse import EVENT_ID, ID_FIELD, STREAM, Warehouse
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
+from recsys_spark.killpoints import kill_point
+from recsys_spark.leases import lease
 from recsys_spark.schema import DatasetSchema, camel_case
 from recsys_spark.storage import path_exists, read_first_line, write_text
 
@@ -67,13 +69,16 @@ def run_ingest(spark: SparkSession, config: Config) -> IngestResult:
     """Take every file that arrived in the landing folders since the last run, exactly once."""
     warehouse = Warehouse(spark, config)
     result = IngestResult()
-    with job_run(warehouse, "ingest", None, {"landing": config.landing}) as run:
+    # One ingestion at a time: its streaming checkpoints are not made for two writers.
+    with job_run(warehouse, "ingest", None, {"landing": config.landing}) as run, lease(warehouse, "ingest",
+                                                                                        run.job_id):
         for dataset, folder in LANDING_FOLDER.items():
             source = f"{config.landing.rstrip('/')}/{folder}"
             if config.schema(dataset) is None or not path_exists(spark, source):
                 continue
             warehouse.ensure_table(dataset)
             _ingest_folder(warehouse, dataset, source, result)
+            kill_point("ingest.dataset-done")
         run.counts.update({f"{d}_{k}": v for d, c in result.counts.items() for k, v in c.items()})
     return result
 
@@ -97,10 +102,12 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
                 return
             job_id = f"{app_id}:{batch_id}"
             writes.append_rejects(warehouse, dataset, checked, job_id, txn=(app_id, batch_id))
+            kill_point("ingest.batch-rejects-kept")
             writes.check_reject_ratio(warehouse, dataset, job_id, read, rejected, max_ratio,
                                       what=f"records in new files under {source}", setting="ingest.max_reject_ratio",
                                       outcome="nothing was ingested from them")
             inserted, updated = writes.upsert(warehouse, dataset, checked.where(~F.col(BAD)), STREAM)
+            kill_point("ingest.batch-merged")  # merged, but the checkpoint does not know yet: a replay
             result.add(dataset, read=read, accepted=read - rejected, rejected=rejected, inserted=inserted,
                        updated=updated)
         finally:

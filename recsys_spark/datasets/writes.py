@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from recsys_spark.datasets.conflicts import retry_on_conflict
 from recsys_spark.datasets.csv_source import FILE, LINE, LINE_NUMBER, ORDER
 from recsys_spark.datasets.validation import BAD, reason
 from recsys_spark.datasets.warehouse import EVENT_ID, ID_FIELD, ORIGIN, REJECTS_SCHEMA, Warehouse, interaction_key
@@ -99,16 +100,21 @@ def upsert(warehouse: Warehouse, dataset: str, accepted: DataFrame, origin: str)
     """
     from delta.tables import DeltaTable
 
-    target = DeltaTable.forPath(warehouse.spark, warehouse.path(dataset)).alias("t")
     if dataset == "interactions":
         rows, condition = _new_interactions(warehouse, accepted, origin)
-        merge = target.merge(rows.alias("s"), condition).whenNotMatchedInsertAll()
     else:
         key = ID_FIELD[dataset]
         rows = table_rows(warehouse, dataset, latest_per_id(accepted, key), origin)
-        merge = (target.merge(rows.alias("s"), f"t.`{key}` = s.`{key}`")
-                 .whenMatchedUpdateAll().whenNotMatchedInsertAll())
-    metrics = merge.execute().first()
+        condition = f"t.`{key}` = s.`{key}`"
+
+    def merge():  # against the table as it is now: a retry after a concurrent commit sees that commit
+        target = DeltaTable.forPath(warehouse.spark, warehouse.path(dataset)).alias("t")
+        merging = target.merge(rows.alias("s"), condition).whenNotMatchedInsertAll()
+        if dataset != "interactions":
+            merging = merging.whenMatchedUpdateAll()
+        return merging.execute().first()
+
+    metrics = retry_on_conflict(warehouse, dataset, merge, what=f"writing {dataset}")
     return metrics.num_inserted_rows, metrics.num_updated_rows
 
 

@@ -31,6 +31,8 @@ from recsys_spark.inference.progress import Progress
 from recsys_spark.inference.requests import all_users, read_requests
 from recsys_spark.inference.scoring import history_entries
 from recsys_spark.jobruns import job_run, new_job_id
+from recsys_spark.killpoints import kill_point
+from recsys_spark.leases import lease
 from recsys_spark.runmetrics import RunMetrics
 from recsys_spark.solutions.snapshot import weighted_interactions
 from recsys_spark.solutions.store import get_version, user_factors, version_store
@@ -66,9 +68,11 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
     warehouse = Warehouse(spark, config)
     run_id = new_job_id("batch")
     started_at = datetime.now(timezone.utc)
-    out.recover(spark, job.output)
-    with job_run(warehouse, "batch", name, {"input": job.input, "output": job.output, "version": version.version,
-                                            "filter": job.filter}) as run:
+    inputs = {"input": job.input, "output": job.output, "version": version.version, "filter": job.filter}
+    # One run at a time per output folder: another's recovery would delete this run's staging folder.
+    with job_run(warehouse, "batch", name, inputs, job_id=run_id) as run, \
+            lease(warehouse, f"batch output {job.output}", run_id):
+        out.recover(spark, job.output)
         with RunMetrics(spark, run_id) as metrics:
             with metrics.phase("read"):
                 model = version_store(spark, config).load_model(version, user_factors=False)
@@ -128,6 +132,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
         if cached is not None:
             cached.unpersist()
         _record(run, facts)
+        kill_point("batch.committed")
     return BatchResult(name, job.output, facts)
 
 

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 from recsys_spark import storage
 from recsys_spark.errors import UserError
+from recsys_spark.killpoints import kill_point
 
 log = logging.getLogger(__name__)
 MANIFEST, METRICS, SUCCESS, RUNS = "_manifest.json", "_metrics.json", "_SUCCESS", "runs"
@@ -83,6 +84,7 @@ def commit_output(spark, output: str, run_id: str, metrics: dict) -> dict:
     output = output.rstrip("/")
     folder = run_folder(output, run_id)
     storage.write_text(spark, f"{folder}/{METRICS}", json.dumps(metrics, indent=2, default=str))
+    kill_point("batch.staged")
     previous = read_manifest(spark, output)
     manifest = {
         "format": FORMAT, "run_id": run_id, "previous_run_id": previous["run_id"] if previous else None,
@@ -92,6 +94,7 @@ def commit_output(spark, output: str, run_id: str, metrics: dict) -> dict:
                   if name.startswith("part-")],
     }
     storage.replace_text(spark, f"{output}/{MANIFEST}", json.dumps(manifest, indent=2))
+    kill_point("batch.manifest-written")
     storage.replace_text(spark, f"{output}/{SUCCESS}", "")
     _delete_runs_except(spark, output, _kept(manifest))
     _delete_old_layout(spark, output)

@@ -17,6 +17,7 @@ from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import UserError
 from recsys_spark.evaluation import evaluate_benchmark, evaluate_service
 from recsys_spark.jobruns import job_run
+from recsys_spark.killpoints import kill_point
 from recsys_spark.recipes import recipe_for
 from recsys_spark.recipes.fitting import TrainingSet
 from recsys_spark.solutions.snapshot import catalog_size, data_counts, weighted_interactions
@@ -52,11 +53,13 @@ def train_solution(spark, config: Config, name: str, evaluate: bool = True) -> S
             seconds = time.perf_counter() - started
         finally:
             interactions.unpersist()
+        kill_point("train.fitted")
         version = version_store(spark, config).save(name, model, {
             "recipe": solution.recipe, "settings": settings.model_dump(), "events": solution.events.model_dump(),
             "datasets": pinned, "counts": counts, "training_seconds": round(seconds, 3), "metrics": metrics,
             "job_id": run.job_id, "newest_interaction": training.newest_timestamp})
         log.info("solution %s: version %s written to %s", name, version.version, version.path)
+        kill_point("train.saved")
         run.counts.update(counts)
         run.metrics.update({"version": version.version, "training_seconds": round(seconds, 3), **metrics})
     return version

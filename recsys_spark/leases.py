@@ -1,0 +1,135 @@
+"""Leases: one job at a time where two at once would step on each other (an ingestion's streaming
+checkpoint, a batch job's output folder).
+
+A lease is a row of the Delta table ``<root>/_leases`` (name, job id, host, process id, time taken). Taking
+one is a compare-and-swap in a single Delta MERGE: insert the row when the name has none, or replace the row
+of a holder seen dead; two jobs taking the same lease at once both MERGE into one table, Delta lets one
+commit and the other retries and then sees the winner. A holder is dead when it ran on this host and its
+process is gone (a killed job frees its leases at once), or, from another host, when its lease is older than
+``STALE_SECONDS``. A job that finds the lease held waits for it (polling), up to ``wait`` seconds, then fails
+naming the holder.
+
+>>> with lease(warehouse, "ingest", run.job_id):                     # doctest: +SKIP
+...     ingest_everything()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recsys_spark.datasets.conflicts import is_conflict
+from recsys_spark.errors import ConcurrentJobError
+
+log = logging.getLogger(__name__)
+STALE_SECONDS = 6 * 3600  # a lease taken on another host longer ago than this is taken over
+WAIT_SECONDS = 1800.0
+LEASES_SCHEMA = T.StructType([
+    T.StructField("name", T.StringType(), False),
+    T.StructField("job_id", T.StringType(), False),
+    T.StructField("host", T.StringType(), False),
+    T.StructField("pid", T.LongType(), False),
+    T.StructField("taken_at", T.TimestampType(), False),
+])
+
+
+def leases_path(warehouse) -> str:
+    return f"{warehouse.root}/_leases"
+
+
+def _alive(row) -> bool:
+    if row.host == socket.gethostname():
+        try:
+            os.kill(row.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's live process
+            return True
+        return True
+    return time.time() - row.taken_at.timestamp() < STALE_SECONDS  # pyspark gives local naive times
+
+
+def _holder(warehouse, name: str):
+    rows = warehouse.spark.read.format("delta").load(leases_path(warehouse)).where(F.col("name") == name).collect()
+    return rows[0] if rows else None
+
+
+def _try_take(warehouse, name: str, job_id: str, dead: str | None) -> bool:
+    """One compare-and-swap: take ``name`` if it has no holder, or if its holder is still ``dead``."""
+    from delta.tables import DeltaTable
+
+    spark = warehouse.spark
+    mine = spark.createDataFrame([(name, job_id, socket.gethostname(), os.getpid(), datetime.now(timezone.utc))],
+                                 LEASES_SCHEMA)
+    merge = DeltaTable.forPath(spark, leases_path(warehouse)).alias("t").merge(mine.alias("s"), "t.name = s.name")
+    if dead is not None:
+        merge = merge.whenMatchedUpdateAll(condition=F.col("t.job_id") == F.lit(dead))
+    try:
+        metrics = merge.whenNotMatchedInsertAll().execute().first()
+    except Exception as e:
+        if is_conflict(e):  # another job took or released a lease meanwhile: look again
+            return False
+        raise
+    return metrics.num_inserted_rows + metrics.num_updated_rows == 1
+
+
+def acquire(warehouse, name: str, job_id: str, wait: float = WAIT_SECONDS, poll: float = 2.0) -> None:
+    """Take the lease ``name`` for ``job_id``, waiting up to ``wait`` seconds for a live holder to finish."""
+    from delta.tables import DeltaTable
+
+    spark = warehouse.spark
+    DeltaTable.createIfNotExists(spark).location(leases_path(warehouse)).addColumns(LEASES_SCHEMA).execute()
+    deadline, waited = time.monotonic() + wait, False
+    while True:
+        holder = _holder(warehouse, name)
+        if holder is None or not _alive(holder):
+            if holder is not None:
+                log.warning("lease %s: job %s (host %s, process %d) is gone; taking its lease over", name,
+                            holder.job_id, holder.host, holder.pid)
+            if _try_take(warehouse, name, job_id, None if holder is None else holder.job_id):
+                return
+            continue
+        if time.monotonic() >= deadline:
+            raise ConcurrentJobError(
+                f"{name} is in use by job {holder.job_id} (host {holder.host}, process {holder.pid}, since "
+                f"{holder.taken_at:%Y-%m-%d %H:%M:%S} UTC); this job waited {wait:.0f} s and did nothing. Run it "
+                f"again when that job has finished (or, if it is no longer running on that host, after "
+                f"{STALE_SECONDS // 3600} hours its lease is taken over).")
+        if not waited:
+            log.warning("%s is in use by job %s (host %s, process %d); waiting for it to finish", name,
+                        holder.job_id, holder.host, holder.pid)
+            waited = True
+        time.sleep(poll)
+
+
+def release(warehouse, name: str, job_id: str) -> None:
+    """Give the lease back (only if ``job_id`` still holds it)."""
+    from delta.tables import DeltaTable
+
+    for _ in range(10):
+        try:
+            DeltaTable.forPath(warehouse.spark, leases_path(warehouse)).delete(
+                (F.col("name") == name) & (F.col("job_id") == job_id))
+            return
+        except Exception as e:
+            if not is_conflict(e):
+                raise
+    log.warning("could not release lease %s of job %s; the next job takes it over", name, job_id)
+
+
+@contextmanager
+def lease(warehouse, name: str, job_id: str, wait: float = WAIT_SECONDS):
+    """Hold the lease ``name`` while the body runs (released even when it fails; a killed job's lease is
+    taken over, see the module docstring)."""
+    acquire(warehouse, name, job_id, wait)
+    try:
+        yield
+    finally:
+        release(warehouse, name, job_id)
