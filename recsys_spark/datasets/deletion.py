@@ -118,8 +118,8 @@ def _erase_tables(warehouse: Warehouse, ids: DataFrame, owner: _Owners, run: Job
         path = warehouse.path(dataset)
         if warehouse.config.schema(dataset) is None or not warehouse.exists(path):
             continue
-        columns = spark.read.format("delta").load(path).columns
-        housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(columns))
+        schema = spark.read.format("delta").load(path).schema
+        housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(schema))
         metrics = retry_on_conflict(
             warehouse, dataset, lambda path=path: DeltaTable.forPath(spark, path).alias("t")
             .merge(ids.alias("s"), "t.USER_ID = s.USER_ID").whenMatchedDelete().execute().first(),
@@ -133,7 +133,7 @@ def _erase_tables(warehouse: Warehouse, ids: DataFrame, owner: _Owners, run: Job
         if not warehouse.exists(path):
             continue
         rejects = spark.read.format("delta").load(path)
-        housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(rejects.columns, rejects=True))
+        housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(rejects.schema, rejects=True))
         theirs = owner.matching(rejects.select("job_id", "line"), "line", dataset, ids).distinct()
         metrics = (DeltaTable.forPath(spark, path).alias("t")
                    .merge(theirs.alias("s"), "t.job_id = s.job_id AND t.line <=> s.line")

@@ -24,6 +24,7 @@ import re
 from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
 from recsys_spark import storage
 
@@ -36,14 +37,17 @@ LOG_FILE = re.compile(r"^(\d{20})\.(?:(\d{20})\.compacted\.json|json|crc|checkpo
 # The columns whose values are user IDs (or may hold any of a record's text), left out of the statistics.
 ID_COLUMNS = {"USER_ID"}
 REJECTS_STATS = ("job_id", "dataset", "rejected_at", "line_number")
+STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
 
 
-def stats_columns(columns: list[str], rejects: bool = False) -> list[str]:
-    """The columns of a table that get file statistics: every column but USER_ID; for a rejects table only
-    its bookkeeping (its raw lines and reasons may hold any ID)."""
+def stats_columns(schema: T.StructType, rejects: bool = False) -> list[str]:
+    """The columns of a table that get file statistics: every column but USER_ID of a type Delta keeps
+    statistics for (numbers, strings, dates and times: naming a boolean one is an error); for a rejects
+    table only its bookkeeping (its raw lines and reasons may hold any ID)."""
+    kept = [f.name for f in schema.fields if isinstance(f.dataType, STATS_TYPES)]
     if rejects:
-        return [c for c in REJECTS_STATS if c in columns]
-    return [c for c in columns if c not in ID_COLUMNS]
+        return [c for c in REJECTS_STATS if c in kept]
+    return [c for c in kept if c not in ID_COLUMNS]
 
 
 def stats_property(columns: list[str]) -> str:

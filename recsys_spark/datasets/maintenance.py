@@ -143,8 +143,8 @@ def _tidy_table(spark: SparkSession, path: str, rejects: bool | None, settings, 
     """Statistics columns (dataset and rejects tables), OPTIMIZE, VACUUM; data files and bytes counted."""
     run.counts["files_before"] = housekeeping.data_footprint(spark, path)[0]
     if rejects is not None:
-        columns = spark.read.format("delta").load(path).columns
-        housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(columns, rejects=rejects))
+        schema = spark.read.format("delta").load(path).schema
+        housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(schema, rejects=rejects))
     if settings.optimize:
         run.counts.update(housekeeping.optimize(spark, path))
     run.counts.update(housekeeping.vacuum(spark, path, settings.vacuum_retention_hours))

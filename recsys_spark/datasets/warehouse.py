@@ -89,7 +89,7 @@ class Warehouse:
 
         path = self.rejects_path(dataset)
         if not self.exists(path):
-            columns = stats_property(stats_columns(REJECTS_SCHEMA.names, rejects=True))
+            columns = stats_property(stats_columns(REJECTS_SCHEMA, rejects=True))
             (DeltaTable.createIfNotExists(self.spark).location(path).addColumns(REJECTS_SCHEMA)
              .property(STATS_COLUMNS, columns).execute())
         return path
@@ -139,7 +139,7 @@ class Warehouse:
         wanted = self.table_type(dataset)
         path = self.path(dataset)
         if not self.exists(path):
-            columns = stats_property(stats_columns(wanted.names))  # no user IDs in the log's statistics
+            columns = stats_property(stats_columns(wanted))  # no user IDs in the log's statistics
             (DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted)
              .property(STATS_COLUMNS, columns).execute())
             return
