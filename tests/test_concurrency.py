@@ -137,12 +137,13 @@ def test_two_pipelines_on_one_root_at_once_lose_nothing(spark, tmp_path):
         (folder / "landing" / "events" / f"part-{n}.json").write_text(events(n * 40, 40))
     reference = tmp_path / "reference"
     shutil.copytree(folder, reference)
-    run_pipeline(spark, load_config(reference / "config.yaml"))
+    steps = ("import", "ingest", "train", "batch")  # the writers (maintain would only tidy after them)
+    run_pipeline(spark, load_config(reference / "config.yaml"), steps)
     expected = state(spark, reference)
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "recsys_spark", "pipeline", "run", "--config",
-                             str(folder / "config.yaml")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             str(folder / "config.yaml"), "--steps", ",".join(steps)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=env, cwd=folder)
     try:
         # Start once the other process is about to write (its JVM is up), so their writes overlap.
@@ -150,7 +151,7 @@ def test_two_pipelines_on_one_root_at_once_lose_nothing(spark, tmp_path):
         while not (folder / "warehouse" / "_staging").exists() and time.monotonic() < deadline \
                 and proc.poll() is None:
             time.sleep(0.1)
-        run_pipeline(spark, load_config(folder / "config.yaml"))
+        run_pipeline(spark, load_config(folder / "config.yaml"), steps)
         out = proc.communicate(timeout=600)[0].decode(errors="replace")
     finally:
         if proc.poll() is None:
