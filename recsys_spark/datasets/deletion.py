@@ -145,17 +145,10 @@ def _erase_tables(warehouse: Warehouse, ids: DataFrame, owner: _Owners, run: Job
 
 
 def _erase_landing(warehouse: Warehouse, ids: DataFrame, owner: _Owners, run: JobRun) -> None:
-    spark = warehouse.spark
     for dataset, folder in LANDING.items():
         path = f"{warehouse.config.landing.rstrip('/')}/{folder}"
-        if not storage.path_exists(spark, path):
-            continue
-        _finish_rewrites(spark, path)
-        files, dropped = erase_lines(spark, path, dataset, ids, owner)
-        _add(run, "landing_files_rewritten", len(files))
-        _add(run, "landing_lines_deleted", dropped)
-        if files:
-            run.metrics["erased"][path] = f"{dropped} lines in {len(files)} files"
+        if storage.path_exists(warehouse.spark, path):
+            _erase_text(warehouse.spark, path, dataset, ids, owner, run, "landing")
 
 
 def _erase_versions(warehouse: Warehouse, ids: DataFrame, run: JobRun) -> None:
@@ -200,13 +193,7 @@ def _erase_batch_files(warehouse: Warehouse, ids: DataFrame, owner: _Owners, run
             seen.add(path)
             inside = path.startswith(warehouse.root + "/")
             if inside or config.erasure.outside_batch_files == "erase":
-                folder = path.rsplit("/", 1)[0] if storage.is_file(spark, path) else path
-                _finish_rewrites(spark, folder)
-                files, dropped = erase_lines(spark, path, kind, ids, owner)
-                _add(run, "batch_files_rewritten", len(files))
-                _add(run, "batch_lines_deleted", dropped)
-                if files:
-                    run.metrics["erased"][path] = f"{dropped} lines in {len(files)} files"
+                _erase_text(spark, path, kind, ids, owner, run, "batch")
             elif _holding_files(spark, path, kind, ids, owner):
                 run.metrics["not_erased"][path] = ("outside the warehouse root; holds listed users (set "
                                                    "erasure.outside_batch_files: erase to rewrite it)")
@@ -255,18 +242,24 @@ class _Owners:
         return any(i in line for i in self.odd)
 
 
-def erase_lines(spark: SparkSession, path: str, kind: str, ids: DataFrame, owner: _Owners) -> tuple[list[str], int]:
-    """Rewrite each text file under ``path`` (a file or a folder; names starting with ``_`` or ``.`` are
-    not data) that holds a listed user's line; return the files rewritten and the lines dropped."""
+def _erase_text(spark: SparkSession, path: str, kind: str, ids: DataFrame, owner: _Owners, run: JobRun,
+                counter: str) -> None:
+    """Rewrite each text file under ``path`` (a file, or a folder at any depth: a batch output keeps its
+    lines in ``runs/<run id>/``; names starting with ``_`` or ``.`` are not data) that holds a listed user's
+    line, after finishing rewrites an earlier killed run left; counted as ``<counter>_files_rewritten`` and
+    ``<counter>_lines_deleted``."""
+    _finish_rewrites(spark, path.rsplit("/", 1)[0] if storage.is_file(spark, path) else path)
     files = _holding_files(spark, path, kind, ids, owner)
-    dropped = 0
-    for uri in files:
-        dropped += _rewrite(spark, uri, lambda text: not owner.owns(text, kind))
-    return files, dropped
+    dropped = sum(_rewrite(spark, uri, lambda text: not owner.owns(text, kind)) for uri in files)
+    _add(run, f"{counter}_files_rewritten", len(files))
+    _add(run, f"{counter}_lines_deleted", dropped)
+    if files:
+        run.metrics["erased"][path] = f"{dropped} lines in {len(files)} files"
 
 
 def _holding_files(spark: SparkSession, path: str, kind: str, ids: DataFrame, owner: _Owners) -> list[str]:
-    lines = spark.read.text(path).select(F.col("value"), F.col("_metadata.file_path").alias("file"))
+    lines = (spark.read.option("recursiveFileLookup", "true").text(path)
+             .select(F.col("value"), F.col("_metadata.file_path").alias("file")))
     return sorted(r.file for r in owner.matching(lines, "value", kind, ids).select("file").distinct().collect())
 
 
@@ -293,14 +286,18 @@ def _replace(spark: SparkSession, staged: str, target: str) -> None:
 
 def _finish_rewrites(spark: SparkSession, folder: str) -> None:
     """A run killed between deleting a file and moving its rewritten copy in left only the copy: move it in;
-    a copy whose original is still there was not finished: remove it."""
-    for staged in storage.siblings(spark, f"{folder.rstrip('/')}/x", ERASING):
+    a copy whose original is still there was not finished: remove it. In ``folder`` and the folders under it."""
+    folder = folder.rstrip("/")
+    for staged in storage.siblings(spark, f"{folder}/x", ERASING):
         name = staged.rsplit("/", 1)[1][len(ERASING):]
-        target = f"{folder.rstrip('/')}/{name}"
+        target = f"{folder}/{name}"
         if storage.path_exists(spark, target):
             storage.delete_path(spark, staged)
         else:
             storage.rename(spark, staged, target)
+    for name in storage.list_folders(spark, folder):
+        if not name.startswith(ERASING):
+            _finish_rewrites(spark, f"{folder}/{name}")
 
 
 def _add(run: JobRun, key: str, value: int) -> None:

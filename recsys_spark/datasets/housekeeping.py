@@ -7,11 +7,12 @@ list the columns that get statistics (``delta.dataSkippingStatsColumns``) and le
 filters on USER_ID, so nothing is lost in data skipping.
 
 :func:`purge_history` removes what a table's history still keeps of deleted rows: the data files of older
-versions (VACUUM with no retention, Delta's retention check lifted for that one call) and the log entries
-before the latest version (a fresh checkpoint, then the older commit, checksum and checkpoint files are
-deleted). Delta's own log cleanup would not do that at once: it runs only when a checkpoint is written and
-keeps every log file of the current day, whatever ``delta.logRetentionDuration`` says. After a purge the
-table cannot be time-travelled to the versions before it.
+versions (VACUUM with no retention, Delta's retention check lifted for that one call by
+:func:`vacuum_settings`) and the log entries before the latest version (a fresh checkpoint, then the older
+commit, checksum and checkpoint files are deleted). Delta's own log cleanup would not do that at once: it
+runs only when a checkpoint is written and keeps every log file of the current day, whatever
+``delta.logRetentionDuration`` says. After a purge the table cannot be time-travelled to the versions
+before it.
 
 >>> keep_ids_out_of_stats(spark, "/data/wh/interactions", ["ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])  # doctest: +SKIP
 >>> purge_history(spark, "/data/wh/interactions")                                   # doctest: +SKIP
@@ -30,6 +31,7 @@ from recsys_spark import storage
 
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+LISTING_TASKS = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 DELTA_DEFAULT_RETENTION_HOURS = 168
 # Every file in _delta_log named by a version: commits, checksums, checkpoints (classic, multi-part, v2),
 # compacted commit ranges (named by their first and last version).
@@ -68,21 +70,26 @@ def keep_ids_out_of_stats(spark: SparkSession, path: str, columns: list[str]) ->
 
 
 @contextmanager
-def retention_check_lifted(spark: SparkSession, hours: float):
-    """Delta refuses a VACUUM retention under its 7-day default unless its check is off; lift it for the
-    calls inside (only when ``hours`` needs it), then put the session's setting back."""
-    if hours >= DELTA_DEFAULT_RETENTION_HOURS:
-        yield
-        return
-    before = spark.conf.get(RETENTION_CHECK, None)
-    spark.conf.set(RETENTION_CHECK, "false")
+def vacuum_settings(spark: SparkSession, hours: float):
+    """Session settings for the VACUUM calls inside, then the session's own put back. Delta refuses a
+    retention under its 7-day default unless its check is off (lifted only when ``hours`` needs it). And it
+    lists the table's folders in as many tasks as ``parallelPartitionDiscovery.parallelism`` (10,000 by
+    default): about a minute of empty tasks for a small table on two cores; the cluster's cores are enough
+    tasks (each lists many folders)."""
+    settings = {LISTING_TASKS: str(max(spark.sparkContext.defaultParallelism, 1))}
+    if hours < DELTA_DEFAULT_RETENTION_HOURS:
+        settings[RETENTION_CHECK] = "false"
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
-        if before is None:
-            spark.conf.unset(RETENTION_CHECK)
-        else:
-            spark.conf.set(RETENTION_CHECK, before)
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def vacuum(spark: SparkSession, path: str, hours: float) -> dict[str, int]:
@@ -90,7 +97,7 @@ def vacuum(spark: SparkSession, path: str, hours: float) -> dict[str, int]:
     from delta.tables import DeltaTable
 
     files, size = data_footprint(spark, path)
-    with retention_check_lifted(spark, hours):
+    with vacuum_settings(spark, hours):
         DeltaTable.forPath(spark, path).vacuum(float(hours))
     files_after, size_after = data_footprint(spark, path)
     return {"files_removed": files - files_after, "bytes_freed": size - size_after}
@@ -123,7 +130,7 @@ def purge_history(spark: SparkSession, path: str) -> dict[str, int]:
     if properties.get("delta.enableDeletionVectors") == "true":
         # Deleted rows then stay in their files, only masked; rewrite those files without them.
         spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
-    with retention_check_lifted(spark, 0):
+    with vacuum_settings(spark, 0):
         table.vacuum(0.0)
     vacuumed_files = data_footprint(spark, path)[0]
     version = table.history(1).select("version").first()[0]
