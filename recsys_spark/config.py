@@ -272,11 +272,18 @@ class S3Settings(_Strict):
     ``endpoint``: e.g. ``http://127.0.0.1:9000`` for an S3-compatible server; None means AWS.
     ``region``: the signing region (S3-compatible servers need one); None lets S3A work it out.
     ``path_style_access``: the bucket in the path instead of the host name (needed off AWS).
+    ``lock_table``: a DynamoDB table through which jobs on an S3 root take turns, one writing job at a time
+    (created on first use); None: run one job at a time on an S3 root yourself (a warning says so).
+    ``lock_endpoint``: the DynamoDB endpoint (None means AWS's, in ``region``).
+    ``lock_wait_minutes``: how long a job waits for its turn before failing with the holder's name (120).
     """
 
     endpoint: str | None = None
     region: str | None = None
     path_style_access: bool = False
+    lock_table: str | None = None
+    lock_endpoint: str | None = None
+    lock_wait_minutes: Annotated[float, Field(gt=0)] = 120.0
 
     def hadoop_conf(self) -> dict[str, str]:
         conf = {"spark.hadoop.fs.s3a.path.style.access": str(self.path_style_access).lower()}

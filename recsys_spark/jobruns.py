@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 
 from pyspark.sql import types as T
 
+from recsys_spark.writerlock import root_lock
+
 log = logging.getLogger(__name__)
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
@@ -60,18 +62,21 @@ class JobRun:
 def job_run(warehouse, kind: str, name: str | None, inputs: dict, job_id: str = ""):
     """Run a job body and append its row to ``_jobs`` at the end: SUCCEEDED, or FAILED with the error."""
     run = JobRun(kind, name, inputs, job_id)
-    started = time.perf_counter()
     conf = warehouse.spark.conf
     outer = conf.get(USER_METADATA, None)
     # Every Delta commit of this job carries its id: a concurrent job that loses a conflict names it.
     conf.set(USER_METADATA, run.job_id)
     try:
-        try:
-            yield run
-        except BaseException as e:
-            _record(warehouse, run, "FAILED", time.perf_counter() - started, f"{type(e).__name__}: {e}"[:2000])
-            raise
-        _record(warehouse, run, "SUCCEEDED", time.perf_counter() - started, None)
+        # On an S3 root with s3.lock_table, the job and its record are written in this job's turn; it starts
+        # when the turn comes.
+        with root_lock(warehouse.config, run.job_id, kind):
+            run.started_at, started = datetime.now(timezone.utc), time.perf_counter()
+            try:
+                yield run
+            except BaseException as e:
+                _record(warehouse, run, "FAILED", time.perf_counter() - started, f"{type(e).__name__}: {e}"[:2000])
+                raise
+            _record(warehouse, run, "SUCCEEDED", time.perf_counter() - started, None)
     finally:
         if outer is None:
             conf.unset(USER_METADATA)

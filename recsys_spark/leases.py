@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 
 from recsys_spark.datasets.conflicts import is_conflict
 from recsys_spark.errors import ConcurrentJobError
+from recsys_spark.writerlock import pid_alive
 
 log = logging.getLogger(__name__)
 STALE_SECONDS = 6 * 3600  # a lease taken on another host longer ago than this is taken over
@@ -46,13 +47,7 @@ def leases_path(warehouse) -> str:
 
 def _alive(row) -> bool:
     if row.host == socket.gethostname():
-        try:
-            os.kill(row.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's live process
-            return True
-        return True
+        return pid_alive(row.pid)
     return time.time() - row.taken_at.timestamp() < STALE_SECONDS  # pyspark gives local naive times
 
 

@@ -183,6 +183,8 @@ def session_for(config, app_name: str = "recsys-spark"):
     """:func:`get_spark` with a loaded config's ``spark`` and ``s3`` settings (and, for a root on S3 without
     a multi-writer log store, the warning that one writer at a time is required)."""
     spark = get_spark(app_name, master=config.spark.master, conf=config.spark.conf, s3=config.s3)
+    if config.s3.lock_table:
+        return spark  # jobs on the root take turns (recsys_spark.writerlock)
     if (warning := single_writer_warning(config.root, spark.sparkContext.getConf().get)) is not None:
         logging.getLogger(__name__).warning(warning)
     return spark
@@ -211,5 +213,5 @@ def single_writer_warning(root: str, conf_get) -> str | None:
         return None
     return (f"the warehouse root {root} is on S3 with Delta's default log store, which allows one writer at a "
             f"time: run one job at a time on this root (two at once, from two processes, can lose a commit). "
-            f"Delta's DynamoDB log store ({MULTI_WRITER_LOG_STORE}, its jar delta-storage-s3-dynamodb) lifts "
-            f"that; see the README's reliability section")
+            f"Set s3.lock_table (a DynamoDB table) to have jobs take turns, or use Delta's DynamoDB log store "
+            f"({MULTI_WRITER_LOG_STORE}); see the README's reliability section")
