@@ -26,6 +26,7 @@ POINTS = {
     "train": ("train.fitted", "train.tables-written", "train.saved"),
     "batch": ("batch.staged", "batch.manifest-written", "batch.committed"),
     "delete-users": ("delete-users.dataset-done", "delete-users.done"),
+    "maintain": ("maintain.table-compacted", "maintain.version-removed"),
 }
 
 

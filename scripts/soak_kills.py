@@ -1,7 +1,8 @@
-"""A randomized soak of the kill matrix, bounded in time: kill import, ingest, train, batch and delete-users
-(as processes of the command line) again and again, each at a random named point (``recsys_spark/killpoints.py``)
-or after a random delay, and check every time that each table, version list and output is the state before
-the job or after an uninterrupted run, never a mix, and that a rerun reaches the uninterrupted run's state.
+"""A randomized soak of the kill matrix, bounded in time: kill import, ingest, train, batch, delete-users and
+maintain (as processes of the command line) again and again, each at a random named point
+(``recsys_spark/killpoints.py``) or after a random delay, and check every time that each table, version list
+and output is the state before the job or after an uninterrupted run, never a mix, and that a rerun reaches
+the uninterrupted run's state.
 
     python scripts/soak_kills.py --minutes 20 [--seed 7] [--work /tmp/soak]
 

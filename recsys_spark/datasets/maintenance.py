@@ -37,6 +37,7 @@ from recsys_spark.datasets import housekeeping
 from recsys_spark.datasets.deletion import purge_tables
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.jobruns import JobRun, job_run
+from recsys_spark.killpoints import kill_point
 from recsys_spark.solutions.store import version_store
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def _tidy_table(spark: SparkSession, path: str, rejects: bool | None, settings, 
         housekeeping.keep_ids_out_of_stats(spark, path, housekeeping.stats_columns(schema, rejects=rejects))
     if settings.optimize:
         run.counts.update(housekeeping.optimize(spark, path))
+        kill_point("maintain.table-compacted")
     run.counts.update(housekeeping.vacuum(spark, path, settings.vacuum_retention_hours))
     run.counts["files_after"] = housekeeping.data_footprint(spark, path)[0]
     run.metrics["bytes_after"] = storage.footprint(spark, path)[1]
@@ -176,7 +178,11 @@ def _prune_versions(spark: SparkSession, config: Config, solution: str, run: Job
         else:
             removed += 1
         freed += storage.footprint(spark, path)[1]
+        # The manifest first: a version without one is not listed, so a kill in the folder's deletion
+        # leaves an incomplete folder (removed by a later run), never a listed version missing tables.
+        storage.delete_path(spark, f"{path}/{MANIFEST}")
         storage.delete_path(spark, path)
+        kill_point("maintain.version-removed")
     run.counts.update({"versions_kept": len(complete) - removed, "versions_removed": removed,
                        "incomplete_removed": incomplete, "bytes_freed": freed})
     run.metrics["pinned"] = sorted(pinned)
