@@ -14,8 +14,9 @@ demo: install
 	$(PY) -m recsys_spark validate --config $(CONFIG)
 	$(PY) -m recsys_spark pipeline run --config $(CONFIG) --samples 3
 
+# Two worker processes, each test module whole in one (its module-scoped fixtures built once).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 # The daily tier: the core and everything without Spark (about half a minute).
 test-fast: install

@@ -107,7 +107,9 @@ class Cluster:
 
         settings = {"spark.pyspark.python": sys.executable, "spark.driver.host": "127.0.0.1",
                     "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
-                    "spark.executor.memory": "1g", **(conf or {})}
+                    "spark.executor.memory": "1g",
+                    # Delta's log replay in as many tasks as the test cluster has cores, not its default 50.
+                    "spark.databricks.delta.snapshotPartitions": "2", **(conf or {})}
         cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", self.master_url,
                "--jars", ",".join(local_jar_paths(with_s3=False)),
                *(x for k, v in settings.items() for x in ("--conf", f"{k}={v}")),

@@ -118,6 +118,7 @@ def test_the_bundle_runs_the_pipeline_and_doctor_on_s3_with_the_build_python_hid
         "spark.executor.resource.bundle.amount": 1, "spark.task.resource.bundle.amount": 0.5,
         "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
         "spark.executor.memory": "1g", "spark.sql.shuffle.partitions": 4,
+        "spark.databricks.delta.snapshotPartitions": 2,  # Delta's log replay in the worker's cores' worth of tasks
         "spark.hadoop.fs.s3a.endpoint": s3_endpoint, "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
         "spark.hadoop.fs.s3a.path.style.access": "true", "spark.hadoop.fs.s3a.multiobjectdelete.enable": "false",
         "spark.hadoop.fs.s3a.attempts.maximum": 1, "spark.hadoop.fs.s3a.retry.limit": 1}.items()

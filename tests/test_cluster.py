@@ -83,26 +83,6 @@ imports:
     assert Warehouse(spark, load_config(config)).read("interactions").count() == 500
 
 
-def test_the_pipeline_on_the_cluster(cluster, tmp_path):
-    from test_batch import output_metrics
-    from test_pipeline import synthetic_group
-
-    config = synthetic_group(tmp_path, users=80)
-    # The blocked ALS engine, whose blocks are solved in the executors' Python workers (auto would pick
-    # the driver-local engine for so few interactions).
-    config.write_text(config.read_text().replace("iterations: 4}", "iterations: 4, engine: blocked}"))
-    result = cluster.submit(REPO / "jobs" / "run_pipeline.py", "--config", str(config), "--steps",
-                            "import,train,batch", timeout=600)
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "weekly-mail" in result.stdout and "FAILED" not in result.stdout
-    assert "user-personalization: blocked engine" in result.stdout
-    weekly = tmp_path / "out" / "synthetic-ecommerce" / "weekly-mail"
-    assert (weekly / "_SUCCESS").exists()
-    metrics = output_metrics(weekly)
-    assert metrics["users_in"] == metrics["users_served"] == 80 and metrics["executor_run_seconds"] > 0
-    assert any(a["name"] == "recsys-spark pipeline" for a in cluster.status()["completedapps"])
-
-
 LAUNCHED = """
 import json
 from recsys_spark.config import S3Settings

@@ -3,10 +3,10 @@ delays run in ``scripts/soak_kills.py``.
 
 Each case SIGKILLs one job's process group at a named point (``recsys_spark/killpoints.py``), chosen where the
 states differ most: an ingest batch merged but not checkpointed (replayed), a batch run written but not
-committed by its manifest, a deletion done in one table but not the other, maintain between two of the
-versions it prunes. Each costs a process with its own JVM, so the suite keeps to these four; the soak script
-runs every point (train's and import's too) and timed kills. The import killed while Spark writes its data
-files (a timed kill) is ``test_import.py``'s.
+committed by its manifest, a deletion done in one table but not the other. Each costs a process with its
+own JVM, so the suite keeps to these three; the soak script runs every point (train's, import's and
+maintain's too) and timed kills. The import killed while Spark writes its data files (a timed kill) is
+``test_import.py``'s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ CASES = [
     ("ingest", "ingest.batch-merged"),
     ("batch", "batch.staged"),
     ("delete-users", "delete-users.dataset-done"),
-    ("maintain", "maintain.version-removed"),
 ]
 
 

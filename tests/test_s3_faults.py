@@ -50,7 +50,7 @@ def users(tmp_path, name: str, count: int) -> str:
 
 def test_throttling_within_s3a_limits_is_retried_and_the_job_succeeds(spark, faulty, tmp_path):
     proxy, config = faulty
-    proxy.throttle_every = 3  # a third of all requests answered 503 SlowDown
+    proxy.throttle_every = 8  # one request in eight answered 503 SlowDown (each costs a backoff)
     [result] = run_imports(spark, config, "users", users(tmp_path, "u.csv", 50))
     assert result.accepted == 50 and proxy.throttled > 5
     proxy.throttle_every = 0
