@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 TTL_SECONDS = 120.0
 POLL_SECONDS = 2.0
 S3_SCHEMES = ("s3://", "s3a://", "s3n://")
-_held: dict[str, int] = {}  # roots this process holds, and how many job_run levels hold each (re-entrant)
+# Roots held by a thread of this process, and how many job_run levels hold each (a pipeline's steps run
+# inside its turn); another thread's job waits like another process's.
+_held: dict[tuple[str, int], int] = {}
 _held_lock = threading.Lock()
 
 
@@ -52,23 +54,22 @@ def root_lock(config, job_id: str, kind: str):
         yield
         return
     root = config.root.rstrip("/")
+    key = (root, threading.get_ident())
     with _held_lock:
-        if _held.get(root):  # a job inside a job of this process (the pipeline's steps): already ours
-            _held[root] += 1
-            nested = True
-        else:
-            nested = False
+        nested = bool(_held.get(key))
+        if nested:
+            _held[key] += 1
     if nested:
         try:
             yield
         finally:
             with _held_lock:
-                _held[root] -= 1
+                _held[key] -= 1
         return
     lock = _Lock(dynamodb(config.s3), config.s3.lock_table, root, job_id, kind)
     lock.take(config.s3.lock_wait_minutes * 60)
     with _held_lock:
-        _held[root] = 1
+        _held[key] = 1
     try:
         yield
         if lock.lost:
@@ -77,7 +78,7 @@ def root_lock(config, job_id: str, kind: str):
                                      f"for {TTL_SECONDS:.0f} s); check the job's output, then run it again")
     finally:
         with _held_lock:
-            _held.pop(root, None)
+            _held.pop(key, None)
         lock.give_back()
 
 
