@@ -147,15 +147,20 @@ def wrk(url: str, script: str, seconds: int, work: Path, served: "Served | None"
     lua.write_text(script)
     done = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(lua), url],
                           capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
     def ms(text: str) -> float:
-        value, suffix = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-        return float(value) * unit[suffix]
+        match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+        if match is None:
+            raise SystemExit(f"cannot read the latency {text!r} in wrk's output:\n{done}")
+        return float(match.group(1)) * unit[match.group(2)]
 
     latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", done).group(1)
     requests = int(re.search(r"(\d+) requests in", done).group(1))
-    return {"cpu_ms": (served.cpu_seconds() - cpu) * 1e3 / max(requests, 1) if served else None,"p50": ms(re.search(r"50%\s+(\S+)", done).group(1)), "p99": ms(re.search(r"99%\s+(\S+)", done).group(1)),
+    return {"cpu_ms": (served.cpu_seconds() - cpu) * 1e3 / max(requests, 1) if served else None,
+            # The distribution's own lines ("68.50%" in the stats line above them ends in "50%" too).
+            "p50": ms(re.search(r"^\s+50%\s+(\S+)", done, re.M).group(1)),
+            "p99": ms(re.search(r"^\s+99%\s+(\S+)", done, re.M).group(1)),
             "max": ms(latency), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", done).group(1)),
             "requests": requests,
             "errors": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", done)) else 0}
