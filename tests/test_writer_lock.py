@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO
+from datasets_helpers import SCHEMAS
 from recsys_spark.config import S3Settings, load_config
 from recsys_spark.datasets.importer import run_imports
 from recsys_spark.datasets.warehouse import Warehouse
@@ -113,16 +114,7 @@ def test_two_imports_from_two_spark_applications_take_turns_on_one_s3_root(spark
     """One import as its own process (its own Spark application), one in this process, at once: both
     files' rows are in the table and the two jobs' records do not overlap in time."""
     s3_client.create_bucket(Bucket="lock-bucket")
-    text = f"""dataset_group:
-  name: locked
-  root: {ROOT}
-  schemas:
-    interactions:
-      fields:
-        - {{name: USER_ID, type: string}}
-        - {{name: ITEM_ID, type: string}}
-        - {{name: TIMESTAMP, type: long}}
-        - {{name: EVENT_TYPE, type: string}}
+    text = SCHEMAS.format(root=ROOT) + f"""
 s3: {{endpoint: "{s3_endpoint}", region: us-east-1, path_style_access: true, lock_table: locks-d,
       lock_endpoint: "{s3_endpoint}", lock_wait_minutes: 5}}
 spark: {{master: "local[1]", conf: {{spark.ui.enabled: false, spark.sql.shuffle.partitions: 2}}}}
