@@ -41,10 +41,16 @@ def lock_applies(config) -> bool:
 
 
 def dynamodb(settings):
+    """A DynamoDB client for ``s3.lock_table`` (region: ``s3.region``, else the AWS chain's)."""
     import boto3
+    from botocore.exceptions import NoRegionError
 
-    return boto3.client("dynamodb", endpoint_url=settings.lock_endpoint or None,
-                        region_name=settings.region or None)
+    try:
+        return boto3.client("dynamodb", endpoint_url=settings.lock_endpoint or None,
+                            region_name=settings.region or None)
+    except NoRegionError as e:
+        raise UserError(f"s3.lock_table {settings.lock_table}: no AWS region for DynamoDB; set s3.region "
+                        f"(or AWS_REGION)") from e
 
 
 @contextmanager

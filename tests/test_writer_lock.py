@@ -19,7 +19,7 @@ from datasets_helpers import SCHEMAS
 from recsys_spark.config import S3Settings, load_config
 from recsys_spark.datasets.importer import run_imports
 from recsys_spark.datasets.warehouse import Warehouse
-from recsys_spark.errors import ConcurrentJobError
+from recsys_spark.errors import ConcurrentJobError, UserError
 from recsys_spark.writerlock import dynamodb, lock_applies, root_lock
 
 pytestmark = pytest.mark.s3
@@ -64,6 +64,14 @@ def test_only_s3_roots_with_a_lock_table_take_turns(s3_endpoint):
     assert lock_applies(SimpleNamespace(root=ROOT, s3=s3))
     assert not lock_applies(SimpleNamespace(root="/data/wh", s3=s3))
     assert not lock_applies(SimpleNamespace(root=ROOT, s3=S3Settings()))
+
+
+def test_a_lock_table_without_a_region_is_a_clear_error(monkeypatch):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(UserError, match=r"s3.lock_table locks: no AWS region for DynamoDB; set s3.region"):
+        dynamodb(S3Settings(lock_table="locks"))
 
 
 def test_a_job_waits_for_the_holder_fails_naming_it_and_takes_over_from_a_killed_one(s3_endpoint):
