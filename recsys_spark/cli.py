@@ -14,7 +14,7 @@ import click
 
 from recsys_spark import __version__
 from recsys_spark.config import resolve_location
-from recsys_spark.errors import UserError, storage_failure
+from recsys_spark.errors import BUSY_EXIT_CODE, RootBusyError, UserError, storage_failure
 
 config_option = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
                              help="The pipeline's YAML config.")
@@ -146,19 +146,28 @@ def jobs_(config_path: str, limit: int) -> None:
 @config_option
 @click.option("--solution", "solutions", multiple=True, help="Train only this solution (repeatable; default: all).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the offline evaluation (no metrics in the manifest).")
-def train(config_path: str, solutions: tuple[str, ...], no_evaluate: bool) -> None:
-    """Train a new version of each solution on the current data, evaluate it and save it."""
+@click.option("--force", is_flag=True, help="Train even when the solution's retrain policy says it does not pay.")
+def train(config_path: str, solutions: tuple[str, ...], no_evaluate: bool, force: bool) -> None:
+    """Train a new version of each solution on the current data (when its retrain policy says so), evaluate it
+    and save it."""
     from recsys_spark.config import load_config
     from recsys_spark.session import session_for
-    from recsys_spark.solutions.train import format_versions, train_solution
+    from recsys_spark.solutions.train import format_versions, train_if_due
 
     config = load_config(config_path)
     names = list(solutions) or [s.name for s in config.solutions]
     for name in names:
         config.solution(name)  # every name checked before any training starts
     spark = session_for(config, "recsys-spark train")
-    trained = [train_solution(spark, config, name, evaluate=not no_evaluate) for name in names]
-    click.echo(format_versions(trained))
+    trained = []
+    for name in names:
+        version, why = train_if_due(spark, config, name, evaluate=not no_evaluate, force=force)
+        if version is None:
+            click.echo(f"{name}: not trained: {why} (--force trains anyway)")
+        else:
+            trained.append(version)
+    if trained:
+        click.echo(format_versions(trained))
 
 
 @cli.command()
@@ -225,9 +234,11 @@ def pipeline_group() -> None:
 @click.option("--steps", help="Comma-separated subset of import,ingest,train,batch,maintain (default: all, in order).")
 @click.option("--samples", default=0, show_default=True,
               help="Print this many recommendations of the first batch job with item metadata.")
-def pipeline_run(config_path: str, steps: str | None, samples: int) -> None:
+@click.option("--wait-minutes", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="When another pipeline run holds the root, wait this long for it before exiting with code 75.")
+def pipeline_run(config_path: str, steps: str | None, samples: int, wait_minutes: float) -> None:
     """Run every import, ingestion, training and batch job of the config, then maintenance, in order, in one
-    Spark app."""
+    Spark app; one run per root at a time (another run holding it: exit code 75)."""
     from recsys_spark.config import load_config
     from recsys_spark.pipeline import parse_steps, run_pipeline
     from recsys_spark.session import session_for
@@ -236,7 +247,7 @@ def pipeline_run(config_path: str, steps: str | None, samples: int) -> None:
     chosen = parse_steps(steps)
     spark = session_for(config, "recsys-spark pipeline")
     try:
-        result = run_pipeline(spark, config, chosen)
+        result = run_pipeline(spark, config, chosen, wait_minutes=wait_minutes)
     except Exception as e:
         if getattr(e, "pipeline_result", None):
             click.echo(e.pipeline_result.table(), err=True)
@@ -294,7 +305,8 @@ def filter_validate(config_path: str, expression: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 2 user error, 1 failure)."""
+    """Run the command line; return the exit code (0 ok, 2 user error, 75 root busy with another pipeline
+    run, 1 failure)."""
     args = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in args or "-v" in args
     try:
@@ -308,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         _report(e, verbose, hint=False)
         return 2
+    except RootBusyError as e:
+        _report(e, verbose, hint=False)
+        return BUSY_EXIT_CODE
     except Exception as e:  # noqa: BLE001 - the one place every other failure becomes exit code 1
         _report(e, verbose, hint=True)
         return 1
@@ -318,7 +333,8 @@ def _report(e: Exception, verbose: bool, hint: bool) -> None:
     if verbose:
         traceback.print_exc()
     # Spark's errors carry the JVM's stack in their text; a failure's first line says what happened.
-    text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {(str(e).strip() or '-').splitlines()[0]}"
+    plain = isinstance(e, (UserError, RootBusyError))
+    text = str(e) if plain else f"{type(e).__name__}: {(str(e).strip() or '-').splitlines()[0]}"
     if not isinstance(e, UserError) and (storage := storage_failure(str(e))):
         text = storage
     click.echo(f"error: {text}" + ("\n(run with --verbose for the traceback)" if hint and not verbose else ""),

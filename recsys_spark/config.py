@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      model_validator)
 
 from recsys_spark.core import registry
 from recsys_spark.errors import ConfigError
@@ -122,13 +123,23 @@ class ImportJob(_Strict):
     """A bulk import: ``dataset``, ``source`` (a CSV file or folder of CSVs), ``mode`` FULL (default:
     replaces the dataset's bulk data) or INCREMENTAL (upserts); ``max_reject_ratio`` (default 0.01): above
     this share of rejected rows the job fails and commits nothing; ``allow_extra_columns`` (default false):
-    ignore CSV columns that are not in the schema instead of failing."""
+    ignore CSV columns that are not in the schema instead of failing; ``only_new_files`` (default false;
+    INCREMENTAL only): read only the files of the folder not imported before (a ledger of path, size and
+    modification time committed with the data), so a folder of daily drops is read once per file."""
 
     dataset: Literal["interactions", "users", "items"]
     source: Location
     mode: Literal["FULL", "INCREMENTAL"] = "FULL"
     max_reject_ratio: Ratio = 0.01
     allow_extra_columns: bool = False
+    only_new_files: bool = False
+
+    @model_validator(mode="after")
+    def _only_new_files_incremental(self):
+        if self.only_new_files and self.mode != "INCREMENTAL":
+            raise ValueError("only_new_files needs mode: INCREMENTAL (a FULL import replaces the data with its "
+                             "source's, so it reads every file)")
+        return self
 
 
 class Ingest(_Strict):
@@ -147,14 +158,35 @@ class EventSettings(_Strict):
     value_threshold: float | None = None
 
 
+class Retrain(_Strict):
+    """When ``train`` and the pipeline's train step fit a new version. ``when``: ``changed`` (default) retrains
+    when a dataset table the newest version pinned has changed data since (compaction and VACUUM are no
+    change), or the solution's recipe, settings or events differ from that version's, or there is no version
+    yet; ``always`` retrains every time. With ``new_interactions_fraction`` F (default none) and/or
+    ``max_age_days`` D (default none), changed data retrains only when the interactions grew (or shrank) by at
+    least F of the newest version's, or that version is at least D days old. A skipped training is a SKIPPED
+    train row in ``_jobs`` saying why; batch jobs use the newest version (``train --force`` trains anyway)."""
+
+    when: Literal["changed", "always"] = "changed"
+    new_interactions_fraction: Annotated[float, Field(gt=0)] | None = None
+    max_age_days: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _thresholds_need_changed(self):
+        if self.when == "always" and (self.new_interactions_fraction is not None or self.max_age_days is not None):
+            raise ValueError("new_interactions_fraction and max_age_days apply to when: changed, not always")
+        return self
+
+
 class Solution(_Strict):
     """A named recipe with its ``settings`` (each recipe's keys and defaults are in
-    :mod:`recsys_spark.core.settings`) and the ``events`` it trains on."""
+    :mod:`recsys_spark.core.settings`), the ``events`` it trains on, and when to ``retrain``."""
 
     name: Name
     recipe: Annotated[str, AfterValidator(_recipe)]
     settings: Annotated[dict[str, Any], AfterValidator(_scalars)] = {}
     events: EventSettings = EventSettings()
+    retrain: Retrain = Retrain()
 
     def recipe_settings(self):
         """The recipe's settings object, defaults filled in (validated when the config was loaded)."""

@@ -1,4 +1,5 @@
-"""Errors a user can fix (exit code 2) as opposed to failures of the program or platform (exit code 1)."""
+"""Errors a user can fix (exit code 2) as opposed to failures of the program or platform (exit code 1); a
+root busy with another pipeline run is exit code 75."""
 
 
 class UserError(Exception):
@@ -12,6 +13,14 @@ class ConfigError(UserError):
 class ConcurrentJobError(Exception):
     """Another job kept changing what this job writes (or holds it) until this job gave up; the message names
     that job and what this one left (nothing half-done). Not the user's input: exit code 1, run it again."""
+
+
+class RootBusyError(Exception):
+    """Another pipeline run holds the root (an overlapping schedule): this one wrote nothing. Exit code 75
+    (EX_TEMPFAIL: try again later), so a scheduler can tell it from a failure."""
+
+
+BUSY_EXIT_CODE = 75
 
 
 def storage_failure(text: str) -> str | None:

@@ -1,5 +1,6 @@
 """The job history: one row per job run in ``<root>/_jobs`` (kind, name, status, times, inputs, counts,
-metrics), written when the run ends, whether it succeeded or failed.
+metrics), written when the run ends: SUCCEEDED, FAILED, or SKIPPED (nothing worth doing, as a training
+whose data did not change).
 
 >>> with job_run(warehouse, "import", "interactions", {"source": src}) as run:   # doctest: +SKIP
 ...     run.counts["accepted"] = 1000
@@ -53,6 +54,7 @@ class JobRun:
     counts: dict[str, int] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    status: str = "SUCCEEDED"  # or SKIPPED: the job found nothing worth doing (its metrics say why)
 
     def __post_init__(self):
         self.job_id = self.job_id or new_job_id(self.kind)
@@ -76,7 +78,7 @@ def job_run(warehouse, kind: str, name: str | None, inputs: dict, job_id: str = 
             except BaseException as e:
                 _record(warehouse, run, "FAILED", time.perf_counter() - started, f"{type(e).__name__}: {e}"[:2000])
                 raise
-            _record(warehouse, run, "SUCCEEDED", time.perf_counter() - started, None)
+            _record(warehouse, run, run.status, time.perf_counter() - started, None)
     finally:
         if outer is None:
             conf.unset(USER_METADATA)
@@ -114,9 +116,11 @@ def format_history(history) -> str:
     lines = [f"{'started (UTC)':19}  {'kind':12} {'name':14} {'status':9} {'seconds':>8}  counts"]
     for r in rows:
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted((r.counts or {}).items()))
-        cost = json.loads(r.metrics or "{}").get("estimated_cost_usd")  # batch runs: what the run cost
-        if cost is not None:
+        metrics = json.loads(r.metrics or "{}")
+        if (cost := metrics.get("estimated_cost_usd")) is not None:  # batch runs: what the run cost
             counts += f"; cost ${cost:.4f}"
+        if r.status == "SKIPPED":
+            counts += metrics.get("skipped", "")
         lines.append(f"{r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:12} {(r.name or '-'):14} {r.status:9} "
                      f"{r.seconds:>8.1f}  {counts}" + (f"\n{'':21}error: {r.error}" if r.error else ""))
     return "\n".join(lines)

@@ -56,8 +56,24 @@ def parse_steps(text: str | None) -> tuple[str, ...]:
     return tuple(s for s in STEPS if s in chosen)
 
 
-def run_pipeline(spark, config: Config, steps: tuple[str, ...] = STEPS) -> PipelineResult:
-    """Run the steps in order; a failure is recorded in the result and re-raised (nothing after it runs)."""
+def run_pipeline(spark, config: Config, steps: tuple[str, ...] = STEPS,
+                 wait_minutes: float | None = 0.0) -> PipelineResult:
+    """Run the steps in order; a failure is recorded in the result and re-raised (nothing after it runs).
+
+    The run holds the root's pipeline turn (:func:`~recsys_spark.writerlock.pipeline_turn`): another run
+    holding it is waited for up to ``wait_minutes``, then a RootBusyError names it. ``None``: take no turn
+    (the caller keeps runs apart).
+    """
+    if wait_minutes is None:
+        return _run_steps(spark, config, steps)
+    from recsys_spark.jobruns import new_job_id
+    from recsys_spark.writerlock import pipeline_turn
+
+    with pipeline_turn(config, new_job_id("pipeline"), wait_minutes):
+        return _run_steps(spark, config, steps)
+
+
+def _run_steps(spark, config: Config, steps: tuple[str, ...]) -> PipelineResult:
     result = PipelineResult()
     for step in steps:
         for name, work in _tasks(spark, config, step):
@@ -93,11 +109,13 @@ def _tasks(spark, config: Config, step: str):
 
         yield "landing", lambda: run_ingest(spark, config).summary().replace("\n", "; ")
     elif step == "train":
-        from recsys_spark.solutions.train import train_solution
+        from recsys_spark.solutions.train import train_if_due
 
         for solution in config.solutions:
             def run(name=solution.name):
-                v = train_solution(spark, config, name)
+                v, why = train_if_due(spark, config, name)
+                if v is None:
+                    return f"skipped: {why}"
                 m = v.metrics
                 return (f"version {v.version}, {v.manifest['counts']['interactions']:,} interactions, "
                         f"fit {v.manifest['training_seconds']:.1f} s, NDCG@10 "

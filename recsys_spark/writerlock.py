@@ -16,6 +16,7 @@ taken over. The table is created on first use (on-demand capacity, key ``root``)
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -23,7 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from recsys_spark.errors import ConcurrentJobError, UserError
+from recsys_spark.errors import ConcurrentJobError, RootBusyError, UserError
 
 log = logging.getLogger(__name__)
 TTL_SECONDS = 120.0
@@ -72,8 +73,12 @@ def root_lock(config, job_id: str, kind: str):
             with _held_lock:
                 _held[key] -= 1
         return
-    lock = _Lock(dynamodb(config.s3), config.s3.lock_table, root, job_id, kind)
-    lock.take(config.s3.lock_wait_minutes * 60)
+    lock = _Lock(_DynamoItem(dynamodb(config.s3), config.s3.lock_table, root), root, job_id, kind)
+    if holder := lock.take(config.s3.lock_wait_minutes * 60):
+        raise ConcurrentJobError(
+            f"{root}: job {holder['job_id']} ({holder['kind']}, host {holder['host']}, process {holder['pid']}) "
+            f"held the root for all of s3.lock_wait_minutes; nothing was written by this job: run it again "
+            f"when that one is done")
     with _held_lock:
         _held[key] = 1
     try:
@@ -88,91 +93,242 @@ def root_lock(config, job_id: str, kind: str):
         lock.give_back()
 
 
+@contextmanager
+def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0):
+    """Hold the root's pipeline turn for the body: one pipeline run per root at a time. Another run holding
+    it is waited for up to ``wait_minutes``, then a :class:`RootBusyError` names it.
+
+    Local roots: an exclusive ``flock`` on ``<root>/_locks/pipeline.lock``; the system lets go of it when its
+    process ends, however it ends, so a killed run never leaves a stale lock. S3 roots: an item in
+    ``s3.lock_table`` (key ``<root>#pipeline``) or, without one, the object ``<root>/_locks/pipeline.json``
+    created with S3's conditional writes; either names its holder and an expiry, renewed every
+    ``TTL_SECONDS / 3``, and is taken over once expired (a killed run: after ``TTL_SECONDS``) or at once when
+    its process, on this host, is gone.
+
+    >>> with pipeline_turn(config, "pipeline-20261201T0200-ab12cd", wait_minutes=30):   # doctest: +SKIP
+    ...     run_the_steps()
+    """
+    root = config.root.rstrip("/")
+    if not root.startswith(S3_SCHEMES):
+        with _file_turn(root.removeprefix("file://").removeprefix("file:"), run_id, wait_minutes):
+            yield
+        return
+    if config.s3.lock_table:
+        store = _DynamoItem(dynamodb(config.s3), config.s3.lock_table, f"{root}#pipeline")
+    else:
+        store = _S3Object(_s3_client(config.s3), f"{root}/_locks/pipeline.json")
+    lock = _Lock(store, root, run_id, "pipeline")
+    if holder := lock.take(wait_minutes * 60):
+        raise _busy(root, holder, wait_minutes)
+    try:
+        yield
+    finally:
+        lock.give_back()
+
+
+@contextmanager
+def _file_turn(root: str, run_id: str, wait_minutes: float):
+    import fcntl
+
+    os.makedirs(f"{root}/_locks", exist_ok=True)
+    fd = os.open(f"{root}/_locks/pipeline.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, told = time.monotonic() + wait_minutes * 60, None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                try:
+                    holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                except ValueError:  # being written by its holder
+                    holder = {}
+                if holder.get("job_id") != told:
+                    told = holder.get("job_id")
+                    log.warning("%s: pipeline run %s holds the root; waiting for it", root, told)
+                if time.monotonic() >= deadline:
+                    raise _busy(root, holder, wait_minutes) from None
+                time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"job_id": run_id, "kind": "pipeline", "host": socket.gethostname(),
+                                  "pid": os.getpid()}).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _busy(root: str, holder: dict, wait_minutes: float) -> RootBusyError:
+    return RootBusyError(
+        f"{root}: pipeline run {holder.get('job_id', '?')} (host {holder.get('host', '?')}, process "
+        f"{holder.get('pid', '?')}) is still running" + (f" after {wait_minutes:g} minutes of waiting" if wait_minutes
+                                                         else "") + "; this run wrote nothing. It runs again at "
+        "its next schedule (or pass --wait-minutes to wait for the other)")
+
+
+def _s3_client(settings):
+    import boto3
+    from botocore.config import Config
+
+    style = {"addressing_style": "path"} if settings.path_style_access else {}
+    return boto3.client("s3", endpoint_url=settings.endpoint or None, region_name=settings.region or None,
+                        config=Config(s3=style))
+
+
 class _Lock:
-    def __init__(self, client, table: str, root: str, job_id: str, kind: str):
-        self.client, self.table, self.root, self.job_id, self.kind = client, table, root, job_id, kind
+    """A turn on ``root`` held through a ``store`` (:class:`_DynamoItem`, :class:`_S3Object`): an item with
+    the holder and an expiry, created only when absent, renewed and given back only by its holder."""
+
+    def __init__(self, store, root: str, job_id: str, kind: str):
+        self.store, self.root, self.job_id, self.kind = store, root, job_id, kind
         self.lost: str | None = None
+        self.token = None  # what proves the item is still this holder's (its job id, its ETag)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def take(self, wait_seconds: float) -> None:
-        _ensure_table(self.client, self.table)
+    def take(self, wait_seconds: float) -> dict | None:
+        """Take the turn within ``wait_seconds``; None when taken, else the holder at the deadline."""
         deadline = time.monotonic() + wait_seconds
         told = None
-        while True:
-            holder = self._try_take()
-            if holder is None:
-                break
+        while (holder := self._try_take()) is not None:
             if holder.get("job_id") != told:
                 told = holder.get("job_id")
                 log.warning("%s is held by job %s (%s, host %s, process %s); waiting for it", self.root,
                             told, holder.get("kind"), holder.get("host"), holder.get("pid"))
             if time.monotonic() >= deadline:
-                raise ConcurrentJobError(
-                    f"{self.root}: job {told} ({holder.get('kind')}, host {holder.get('host')}, process "
-                    f"{holder.get('pid')}) held the root for all of s3.lock_wait_minutes; nothing was written "
-                    f"by this job: run it again when that one is done")
+                return holder
             time.sleep(POLL_SECONDS)
         self._renewer = threading.Thread(target=self._renew, name=f"lock {self.root}", daemon=True)
         self._renewer.start()
+        return None
+
+    def _item(self) -> dict:
+        return {"job_id": self.job_id, "kind": self.kind, "host": socket.gethostname(), "pid": str(os.getpid()),
+                "expires_at": f"{time.time() + TTL_SECONDS:.3f}"}
 
     def _try_take(self) -> dict | None:
-        """Take the root; None when taken, else the holder's item (as plain strings)."""
-        now = time.time()
-        item = {"root": {"S": self.root}, "job_id": {"S": self.job_id}, "kind": {"S": self.kind},
-                "host": {"S": socket.gethostname()}, "pid": {"N": str(os.getpid())},
-                "expires_at": {"N": f"{now + TTL_SECONDS:.3f}"}}
-        error = self.client.exceptions.ConditionalCheckFailedException
-        try:
-            self.client.put_item(TableName=self.table, Item=item,
-                                 ConditionExpression="attribute_not_exists(#r) OR expires_at < :now",
-                                 ExpressionAttributeNames={"#r": "root"},
-                                 ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}})
+        """Take the turn; None when taken, else the holder's item."""
+        if (token := self.store.create(self._item())) is not None:
+            self.token = token
             return None
-        except error:
-            pass
-        found = self.client.get_item(TableName=self.table, Key={"root": {"S": self.root}},
-                                     ConsistentRead=True).get("Item")
-        if found is None:
+        holder, theirs = self.store.read()
+        if holder is None:
             return self._try_take()  # given back in between
-        holder = {k: next(iter(v.values())) for k, v in found.items()}
-        if holder["host"] == socket.gethostname() and not pid_alive(int(holder["pid"])):
-            try:  # its process is gone (killed): take it over now rather than after the TTL
-                self.client.put_item(TableName=self.table, Item=item, ConditionExpression="job_id = :theirs",
-                                     ExpressionAttributeValues={":theirs": {"S": holder["job_id"]}})
-                log.warning("%s: took over the turn of job %s, whose process %s is gone", self.root,
-                            holder["job_id"], holder["pid"])
-                return None
-            except error:
+        expired = float(holder["expires_at"]) < time.time()
+        gone = holder["host"] == socket.gethostname() and not pid_alive(int(holder["pid"]))
+        if expired or gone:  # a killed or frozen holder: take it over (gone: now rather than after the TTL)
+            if (token := self.store.replace(self._item(), theirs)) is None:
                 return self._try_take()
+            self.token = token
+            log.warning("%s: took over the turn of job %s, whose process %s %s", self.root, holder["job_id"],
+                        holder["pid"], "is gone" if gone else f"stopped renewing it for {TTL_SECONDS:.0f} s")
+            return None
         return holder
 
     def _renew(self) -> None:
         while not self._stop.wait(TTL_SECONDS / 3):
             try:
-                self.client.update_item(
-                    TableName=self.table, Key={"root": {"S": self.root}}, UpdateExpression="SET expires_at = :e",
-                    ConditionExpression="job_id = :me",
-                    ExpressionAttributeValues={":e": {"N": f"{time.time() + TTL_SECONDS:.3f}"},
-                                               ":me": {"S": self.job_id}})
-            except self.client.exceptions.ConditionalCheckFailedException:
-                found = self.client.get_item(TableName=self.table, Key={"root": {"S": self.root}}).get("Item")
-                self.lost = found["job_id"]["S"] if found else "nobody (the lock was deleted)"
-                log.error("%s: job %s lost its turn on the root to %s", self.root, self.job_id, self.lost)
-                return
+                token = self.store.replace(self._item(), self.token)
             except Exception as e:  # noqa: BLE001 - a failed renewal is retried; the TTL leaves room for two
                 log.warning("%s: could not renew the lock of job %s: %s", self.root, self.job_id, e)
+                continue
+            if token is None:
+                holder, _ = self.store.read()
+                self.lost = holder["job_id"] if holder else "nobody (the lock was deleted)"
+                log.error("%s: job %s lost its turn on the root to %s", self.root, self.job_id, self.lost)
+                return
+            self.token = token
 
     def give_back(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
+        if self.token is not None and not self.lost:
+            self.store.delete(self.token)
+
+
+class _DynamoItem:
+    """The turn as an item of a DynamoDB table (key ``root``); the token is the holder's job id."""
+
+    def __init__(self, client, table: str, key: str):
+        self.client, self.table, self.key = client, table, key
+        _ensure_table(client, table)
+
+    def _attributes(self, item: dict) -> dict:
+        return {"root": {"S": self.key}, **{k: {"N" if k in ("pid", "expires_at") else "S": v}
+                                           for k, v in item.items()}}
+
+    def _put(self, item: dict, **condition) -> str | None:
         try:
-            self.client.delete_item(TableName=self.table, Key={"root": {"S": self.root}},
-                                    ConditionExpression="job_id = :me",
-                                    ExpressionAttributeValues={":me": {"S": self.job_id}})
+            self.client.put_item(TableName=self.table, Item=self._attributes(item), **condition)
+            return item["job_id"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+
+    def create(self, item: dict) -> str | None:
+        return self._put(item, ConditionExpression="attribute_not_exists(#r)", ExpressionAttributeNames={"#r": "root"})
+
+    def replace(self, item: dict, token: str) -> str | None:
+        return self._put(item, ConditionExpression="job_id = :theirs",
+                         ExpressionAttributeValues={":theirs": {"S": token}})
+
+    def read(self) -> tuple[dict | None, str | None]:
+        found = self.client.get_item(TableName=self.table, Key={"root": {"S": self.key}},
+                                     ConsistentRead=True).get("Item")
+        holder = {k: next(iter(v.values())) for k, v in found.items()} if found else None
+        return holder, holder and holder["job_id"]
+
+    def delete(self, token: str) -> None:
+        try:
+            self.client.delete_item(TableName=self.table, Key={"root": {"S": self.key}},
+                                    ConditionExpression="job_id = :me", ExpressionAttributeValues={":me": {"S": token}})
         except self.client.exceptions.ConditionalCheckFailedException:
             pass  # taken over already
+
+
+class _S3Object:
+    """The turn as an S3 object written with S3's conditional writes (If-None-Match, If-Match); the token is
+    its ETag."""
+
+    def __init__(self, client, uri: str):
+        bucket_key = uri.split("://", 1)[1]
+        self.client, (self.bucket, self.key) = client, bucket_key.split("/", 1)
+
+    def _put(self, item: dict, **condition) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(item).encode(),
+                                          **condition)["ETag"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                return None
+            raise
+
+    def create(self, item: dict) -> str | None:
+        return self._put(item, IfNoneMatch="*")
+
+    def replace(self, item: dict, token: str) -> str | None:
+        return self._put(item, IfMatch=token)
+
+    def read(self) -> tuple[dict | None, str | None]:
+        try:
+            found = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        return json.loads(found["Body"].read()), found["ETag"]
+
+    def delete(self, token: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=token)
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("PreconditionFailed", "NoSuchKey"):
+                raise
 
 
 def pid_alive(pid: int) -> bool:

@@ -66,7 +66,7 @@ spark:
 COMMANDS = {
     "import": ["import"],
     "ingest": ["ingest"],
-    "train": ["train", "--no-evaluate"],
+    "train": ["train", "--no-evaluate", "--force"],
     "batch": ["batch"],
     "delete-users": ["delete-users", "--source", "{case}/data/delete.csv"],
     "maintain": ["maintain"],

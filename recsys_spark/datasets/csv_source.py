@@ -101,14 +101,16 @@ def check_header(source: str, header: list[str], schema: DatasetSchema, allow_ex
 
 
 class CsvSource:
-    """The CSV files of ``source`` (a file or a folder), grouped by header line; header problems fail here,
-    before any work. Files are named as Spark's ``_metadata.file_path`` names them."""
+    """The CSV files of ``source`` (a file or a folder; only ``files`` of it when given), grouped by header
+    line; header problems fail here, before any work. Files are named as Spark's ``_metadata.file_path``
+    names them."""
 
-    def __init__(self, spark: SparkSession, source: str, schema: DatasetSchema, allow_extra: bool = False):
+    def __init__(self, spark: SparkSession, source: str, schema: DatasetSchema, allow_extra: bool = False,
+                 files: Sequence[str] | None = None):
         self.spark, self.schema = spark, schema
         by_header: dict[str, list[str]] = defaultdict(list)
         problems = []
-        for path in list_files(spark, source, CSV_SUFFIXES):
+        for path in list_files(spark, source, CSV_SUFFIXES) if files is None else files:
             line = read_head(spark, path).split(b"\n", 1)[0].decode("utf-8", "replace")
             if "\r" in line.rstrip("\r"):
                 problems.append(f"{path}: lines end with a lone carriage return (old Mac line ends); save the file "

@@ -30,16 +30,16 @@ from pyspark.sql import functions as F
 
 from recsys_spark.config import Config, ImportJob
 from recsys_spark.core.kernels.csvrecords import SEGMENT
-from recsys_spark.datasets import writes
+from recsys_spark.datasets import ledger, writes
 from recsys_spark.datasets.conflicts import retry_on_conflict
-from recsys_spark.datasets.csv_source import (BLOCK, ERROR, FILE, GROUP, INDEX, IS_RECORD, KIND, LINE, LINE_NUMBER,
-                                              ORDER, POS, QUOTED, CsvSource, record_columns)
+from recsys_spark.datasets.csv_source import (BLOCK, CSV_SUFFIXES, ERROR, FILE, GROUP, INDEX, IS_RECORD, KIND, LINE,
+                                              LINE_NUMBER, ORDER, POS, QUOTED, CsvSource, record_columns)
 from recsys_spark.datasets.validation import BAD, convert, raw, validate
 from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
 from recsys_spark.killpoints import kill_point
-from recsys_spark.storage import delete_path
+from recsys_spark.storage import delete_path, list_files, stamp
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,12 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0  # accepted rows already present (INCREMENTAL) or superseded by a later line
     version: int | None = None
+    new_files: int | None = None  # only_new_files: the files not imported before (None: every file is read)
     sample_rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (line number, line, reason)
 
     def summary(self) -> str:
-        lines = [f"import {self.dataset} ({self.mode}) from {self.source}: {self.read:,} rows read, "
+        files = "" if self.new_files is None else f"{self.new_files:,} new file(s), "
+        lines = [f"import {self.dataset} ({self.mode}) from {self.source}: {files}{self.read:,} rows read, "
                  f"{self.accepted:,} accepted, {self.rejected:,} rejected; {self.inserted:,} inserted, "
                  f"{self.updated:,} updated, {self.unchanged:,} unchanged; table version {self.version} "
                  f"(job {self.job_id})"]
@@ -91,10 +93,22 @@ def run_imports(spark: SparkSession, config: Config, dataset: str | None = None,
 def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     spark = warehouse.spark
     inputs = {"dataset": job.dataset, "source": job.source, "mode": job.mode}
+    if job.only_new_files and job.mode != "INCREMENTAL":
+        raise UserError(f"import of {job.dataset} from {job.source}: only_new_files needs mode INCREMENTAL (a FULL "
+                        "import replaces the data with its source's, so it reads every file)")
     with job_run(warehouse, "import", job.dataset, inputs) as run:
         warehouse.ensure_table(job.dataset)  # a schema mismatch fails before reading anything
         kill_point("import.started")
-        source = CsvSource(spark, job.source, warehouse.schema(job.dataset), job.allow_extra_columns)
+        files = None
+        if job.only_new_files:
+            listed = {path: stamp(spark, path) for path in list_files(spark, job.source, CSV_SUFFIXES)}
+            files = ledger.new_files(warehouse, job.dataset, listed)
+            run.counts.update(files_listed=len(listed), files_new=len(files))
+            if not files:
+                log.info("import %s: no new file in %s; nothing to do", job.dataset, job.source)
+                return ImportResult(run.job_id, job.dataset, job.mode, job.source, 0, 0, 0, new_files=0,
+                                    version=warehouse.version(job.dataset))
+        source = CsvSource(spark, job.source, warehouse.schema(job.dataset), job.allow_extra_columns, files)
         staging = warehouse.staging_path(run.job_id)
         try:
             reading = _first_pass(warehouse, job, source, staging, run.job_id)
@@ -104,7 +118,7 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
             result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
             run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
             run.metrics["files_with_quotes"] = len(reading.quoted)
-            if read == 0:
+            if read == 0 and files is None:  # a new file without rows is recorded all the same
                 raise UserError(f"source {job.source} has no data rows; nothing imported")
             writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
                                       what=f"rows of {job.source}", setting="max_reject_ratio",
@@ -112,7 +126,14 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
                                       examples=[why for _, _, why in result.sample_rejects[:3]])
             if changed := source.changed():
                 raise UserError(f"{', '.join(changed)} changed during the import; nothing was imported, run it again")
-            written = _second_pass(warehouse, job, source, reading, staging, result)
+            if files is None:
+                written = _second_pass(warehouse, job, source, reading, staging, result)
+            else:  # the files count as imported exactly when the rows commit
+                seq = ledger.record(warehouse, job.dataset, {path: listed[path] for path in files}, run.job_id)
+                kill_point("import.ledger-written")
+                with ledger.committed_with(spark, seq):
+                    written = _second_pass(warehouse, job, source, reading, staging, result)
+                result.new_files = len(files)
             kill_point("import.committed")
         finally:
             delete_path(spark, staging)

@@ -20,6 +20,7 @@ from recsys_spark.jobruns import job_run
 from recsys_spark.killpoints import kill_point
 from recsys_spark.recipes import recipe_for
 from recsys_spark.recipes.fitting import TrainingSet
+from recsys_spark.solutions.retrain import retrain_due
 from recsys_spark.solutions.snapshot import catalog_size, data_counts, weighted_interactions
 from recsys_spark.solutions.store import get_version, version_store
 
@@ -63,6 +64,26 @@ def train_solution(spark, config: Config, name: str, evaluate: bool = True) -> S
         run.counts.update(counts)
         run.metrics.update({"version": version.version, "training_seconds": round(seconds, 3), **metrics})
     return version
+
+
+def train_if_due(spark, config: Config, name: str, evaluate: bool = True,
+                 force: bool = False) -> tuple[SolutionVersion | None, str]:
+    """Train ``name`` when its ``retrain`` policy says so (or ``force``): (the new version, why); when not,
+    (None, why), recorded in ``_jobs`` as a SKIPPED train job.
+
+    >>> version, why = train_if_due(spark, config, "top-picks")        # doctest: +SKIP
+    >>> version, why                                                    # doctest: +SKIP
+    (None, 'no dataset table changed since version 20261130T020101-ab12cd')
+    """
+    due, why = (True, "forced") if force else retrain_due(spark, config, name)
+    if due:
+        log.info("solution %s: training (%s)", name, why)
+        return train_solution(spark, config, name, evaluate), why
+    with job_run(Warehouse(spark, config), "train", name, {"recipe": config.solution(name).recipe}) as run:
+        run.status = "SKIPPED"
+        run.metrics["skipped"] = why
+    log.info("solution %s: not trained: %s", name, why)
+    return None, why
 
 
 def evaluate_version(spark, config: Config, solution: str, version: str | None = None,
