@@ -119,3 +119,81 @@ def test_the_databricks_check_catches_an_unknown_key_and_value():
     job = load("databricks-job.json")
     job["tasks"][0]["new_cluster"]["data_security_mode"] = "SHARED_BUT_CLASSIC"
     assert databricks_round_trip(job) != job
+
+
+def test_databricks_job_runs_nightly_with_retries_and_failure_alerts():
+    from zoneinfo import ZoneInfo
+
+    job = load("databricks-job.json")
+    schedule = job["schedule"]
+    # Quartz: seconds minutes hours day-of-month month day-of-week [year]; one of the day fields is "?".
+    fields = schedule["quartz_cron_expression"].split()
+    assert len(fields) in (6, 7) and "?" in (fields[3], fields[5])
+    ZoneInfo(schedule["timezone_id"])
+    assert schedule["pause_status"] == "UNPAUSED" and job["max_concurrent_runs"] == 1
+    [task] = job["tasks"]
+    assert task["max_retries"] >= 1 and task["min_retry_interval_millis"] >= 60_000
+    assert job["email_notifications"]["on_failure"] and job["webhook_notifications"]["on_failure"]
+
+
+def test_eventbridge_schedule_passes_the_scheduler_model_and_its_target_the_emr_serverless_model():
+    schedule = load("eventbridge-schedule.json")
+    validate("scheduler", "CreateSchedule", schedule)
+    assert re.fullmatch(r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)", schedule["ScheduleExpression"])
+    target = schedule["Target"]
+    # A universal target: the scheduler calls emr-serverless StartJobRun with the Input as its request.
+    assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:emrserverless:startJobRun"
+    run = json.loads(target["Input"])
+    validate("emr-serverless", "StartJobRun", run)
+    # Each scheduled execution is one job run, even when the scheduler retries the call.
+    assert run.pop("clientToken") == "<aws.scheduler.execution-id>"
+    assert run == load("emr-serverless-start-job-run.json")  # the same run as the CLI example
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1 and target["DeadLetterConfig"]["Arn"]
+
+
+def test_the_scheduler_check_catches_a_misspelt_target_key():
+    from botocore.exceptions import ParamValidationError
+
+    schedule = load("eventbridge-schedule.json")
+    schedule["Target"]["RoleARN"] = schedule["Target"].pop("RoleArn")
+    with pytest.raises(ParamValidationError, match="RoleARN"):
+        validate("scheduler", "CreateSchedule", schedule)
+
+
+def test_the_airflow_dag_parses_and_calls_the_providers_operators_with_the_checked_job_files():
+    """Parse-checked (Airflow is not installed with the project; see the README's "Running nightly"): the
+    file compiles, imports the operators from the Amazon and Databricks providers, and builds their
+    arguments from the two job files the tests above check against the platforms' models."""
+    import ast
+
+    source = (CLUSTER / "airflow_dag.py").read_text()
+    tree = ast.parse(source)
+    compile(tree, "airflow_dag.py", "exec")
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert ("airflow.providers.amazon.aws.operators.emr", "EmrServerlessStartJobOperator") in imported
+    assert ("airflow.providers.databricks.operators.databricks", "DatabricksSubmitRunOperator") in imported
+    calls = {node.func.id: {k.arg for k in node.keywords} for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.endswith("Operator")}
+    assert {"application_id", "execution_role_arn", "job_driver"} <= calls["EmrServerlessStartJobOperator"]
+    assert {"databricks_conn_id", "tasks"} <= calls["DatabricksSubmitRunOperator"]
+    for name in ("emr-serverless-start-job-run.json", "databricks-job.json"):
+        assert f'"{name}"' in source and (CLUSTER / name).exists()
+    dags = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DAG"]
+    assert len(dags) == 2
+    assert '"schedule": "0 2 * * *"' in source and '"max_active_runs": 1' in source
+
+
+def test_the_airflow_dag_loads_in_airflows_dag_loader():
+    """Runs where the airflow extra is installed (scripts/check_airflow_dag.py says how); skipped otherwise."""
+    pytest.importorskip("airflow")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_airflow_dag", REPO / "scripts" / "check_airflow_dag.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    dags, errors = check.load_dags()
+    assert not errors
+    assert {dag_id: [type(t).__name__ for t in dag.tasks] for dag_id, dag in dags.items()} == {
+        "recsys_spark_nightly_emr_serverless": ["EmrServerlessStartJobOperator"],
+        "recsys_spark_nightly_databricks": ["DatabricksSubmitRunOperator"]}

@@ -31,6 +31,7 @@ from recsys_spark import storage
 
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 LISTING_TASKS = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 DELTA_DEFAULT_RETENTION_HOURS = 168
 # Every file in _delta_log named by a version: commits, checksums, checkpoints (classic, multi-part, v2),
@@ -75,8 +76,9 @@ def vacuum_settings(spark: SparkSession, hours: float):
     retention under its 7-day default unless its check is off (lifted only when ``hours`` needs it). And it
     lists the table's folders in as many tasks as ``parallelPartitionDiscovery.parallelism`` (10,000 by
     default): about a minute of empty tasks for a small table on two cores; the cluster's cores are enough
-    tasks (each lists many folders)."""
-    settings = {LISTING_TASKS: str(max(spark.sparkContext.defaultParallelism, 1))}
+    tasks (each lists many folders). VACUUM is not logged as table commits (the ``_jobs`` row holds its
+    counts), so a night with nothing new leaves every table at its version."""
+    settings = {LISTING_TASKS: str(max(spark.sparkContext.defaultParallelism, 1)), VACUUM_LOGGING: "false"}
     if hours < DELTA_DEFAULT_RETENTION_HOURS:
         settings[RETENTION_CHECK] = "false"
     before = {key: spark.conf.get(key, None) for key in settings}

@@ -7,6 +7,7 @@ Layout under the root (docs/architecture.md)::
     <root>/_jobs/                                        one row per job run
     <root>/_checkpoints/                                 streaming ingestion progress
     <root>/_staging/<job id>/                            an import's intermediate rows, deleted when it ends
+    <root>/_imported/<dataset>/                          the files only_new_files imports took (ledger)
 
 Dataset tables carry the schema's columns plus bookkeeping columns starting with ``_``: ``_ORIGIN``
 (``bulk`` for CSV imports, ``stream`` for ingested records; a FULL import replaces only bulk rows, as the
