@@ -22,6 +22,7 @@ _reached: dict[str, int] = {}
 # Every point, by job (tests and scripts/soak_kills.py pick from here; a point not listed is an error there).
 POINTS = {
     "import": ("import.started", "import.rejects-kept", "import.committed"),
+    "import-new": ("import.ledger-written",),  # an only_new_files import: between its ledger and its data
     "ingest": ("ingest.batch-rejects-kept", "ingest.batch-merged", "ingest.dataset-done"),
     "train": ("train.fitted", "train.tables-written", "train.saved"),
     "batch": ("batch.staged", "batch.manifest-written", "batch.committed"),

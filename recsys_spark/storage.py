@@ -30,10 +30,10 @@ def delete_path(spark, uri: str) -> bool:
     return bool(fs.delete(path, True))
 
 
-def list_files(spark, uri: str, suffixes: tuple[str, ...]) -> list[str]:
+def list_files(spark, uri: str, suffixes: tuple[str, ...], allow_empty: bool = False) -> list[str]:
     """``uri`` itself when it is a file, else the files directly in that folder whose names end with one of
     ``suffixes`` (case-insensitive; names starting with ``_`` or ``.`` skipped), sorted by name. A clear
-    error when the path does not exist or the folder holds no such file."""
+    error when the path does not exist or (unless ``allow_empty``) the folder holds no such file."""
     from recsys_spark.errors import UserError
 
     path, fs = _hadoop_path(spark, uri)
@@ -44,7 +44,7 @@ def list_files(spark, uri: str, suffixes: tuple[str, ...]) -> list[str]:
     names = sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isFile())
     files = [f"{uri.rstrip('/')}/{n}" for n in names
              if n.lower().endswith(suffixes) and not n.startswith(("_", "."))]
-    if not files:
+    if not files and not allow_empty:
         raise UserError(f"source folder {uri} holds no {' or '.join(suffixes)} file")
     return files
 

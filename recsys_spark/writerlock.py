@@ -1,4 +1,5 @@
-"""Writers on an S3 root take turns through one DynamoDB item: a job holds the root while it writes.
+"""Turns on a warehouse root: each job's on S3 (:func:`root_lock`), and each pipeline run's anywhere
+(:func:`pipeline_turn`).
 
 Delta's default log store on S3 cannot make a commit atomic across processes, so two jobs writing one table
 at once from two Spark applications can lose a commit (Delta's DynamoDB log store fixes that inside Delta,
@@ -9,6 +10,10 @@ written; a second job waits for it (logging who holds it), then fails naming the
 ``s3.lock_wait_minutes``. The holder renews its item every ``TTL_SECONDS / 3``; an item not renewed for
 ``TTL_SECONDS`` (a killed or frozen job elsewhere), or held by a process of this host that is gone, is
 taken over. The table is created on first use (on-demand capacity, key ``root``).
+
+A pipeline run holds a second turn for its whole run, so an overlapping schedule never runs two pipelines
+on one root: the same expiring item (in ``s3.lock_table``, or as an S3 object written with conditional
+writes), or on a local root an exclusive ``flock``.
 
 >>> with root_lock(config, "import-20261130T2301-ab12cd", "import"):   # doctest: +SKIP
 ...     import_the_file()
@@ -109,9 +114,14 @@ def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0):
     ...     run_the_steps()
     """
     root = config.root.rstrip("/")
-    if not root.startswith(S3_SCHEMES):
+    if "://" not in root or root.startswith("file:"):
         with _file_turn(root.removeprefix("file://").removeprefix("file:"), run_id, wait_minutes):
             yield
+        return
+    if not root.startswith(S3_SCHEMES):
+        log.warning("%s: no pipeline run lock on this file system; keep runs apart yourself (e.g. the "
+                    "scheduler's max_concurrent_runs: 1)", root)
+        yield
         return
     if config.s3.lock_table:
         store = _DynamoItem(dynamodb(config.s3), config.s3.lock_table, f"{root}#pipeline")
@@ -138,7 +148,10 @@ def _file_turn(root: str, run_id: str, wait_minutes: float):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except OSError as e:
+                if not isinstance(e, BlockingIOError):
+                    raise UserError(f"{root}: cannot lock {root}/_locks/pipeline.lock ({e}); this file system "
+                                    "does not support locks: put the root on one that does, or on S3") from e
                 try:
                     holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
                 except ValueError:  # being written by its holder
@@ -304,8 +317,13 @@ class _S3Object:
             return self.client.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(item).encode(),
                                           **condition)["ETag"]
         except ClientError as e:
-            if e.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+            code = e.response["Error"]["Code"]
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
                 return None
+            if code == "NotImplemented":
+                raise UserError(f"s3://{self.bucket}/{self.key}: this S3 server does not support conditional "
+                                "writes (If-None-Match), which the pipeline run lock needs; set s3.lock_table "
+                                "to take turns through DynamoDB instead") from e
             raise
 
     def create(self, item: dict) -> str | None:

@@ -51,6 +51,7 @@ dataset_group:
 imports:
   - {dataset: users, source: data/users.csv, mode: FULL, max_reject_ratio: 0.5}
   - {dataset: interactions, source: data/interactions.csv, mode: FULL, max_reject_ratio: 0.5}
+  - {dataset: interactions, source: data/drops, mode: INCREMENTAL, only_new_files: true, max_reject_ratio: 0.5}
 ingest: {landing: landing, max_reject_ratio: 0.5}
 solutions:
   - {name: popular, recipe: popularity-count, settings: {min_interactions: 1, min_users_with_two: 1}}
@@ -65,6 +66,7 @@ spark:
 # The command line of each job kind, on the case's config.
 COMMANDS = {
     "import": ["import"],
+    "import-new": ["import", "--dataset", "interactions"],
     "ingest": ["ingest"],
     "train": ["train", "--no-evaluate", "--force"],
     "batch": ["batch"],
@@ -93,6 +95,7 @@ def build_data(folder: Path) -> Path:
     """The dataset group's folder with its config and CSV files, nothing run yet."""
     (folder / "data").mkdir(parents=True)
     (folder / "landing" / "events").mkdir(parents=True)
+    (folder / "data" / "drops").mkdir()
     (folder / "config.yaml").write_text(CONFIG)
     (folder / "data" / "interactions.csv").write_text(interactions_csv(400))
     (folder / "data" / "users.csv").write_text(users_csv())
@@ -119,6 +122,8 @@ def prepare(spark, case: Path, kind: str) -> None:
     if kind == "import":
         (case / "data" / "interactions.csv").write_text(interactions_csv(500, shift=3))
         (case / "data" / "users.csv").write_text(users_csv(shift=1))
+    elif kind == "import-new":  # a day's drop: only_new_files imports it
+        (case / "data" / "drops" / "day-2.csv").write_text(interactions_csv(200, shift=7))
     elif kind == "ingest":
         for n in range(3):  # three files: one batch, then a rerun that finds nothing new
             (case / "landing" / "events" / f"part-{n}.json").write_text(events(n * 50, 50))
@@ -145,9 +150,9 @@ def _config(case: Path):
 def run_in_process(spark, case: Path, kind: str) -> None:
     """The job, uninterrupted, in this process's session."""
     config = _config(case)
-    if kind == "import":
+    if kind in ("import", "import-new"):
         from recsys_spark.datasets.importer import run_imports
-        run_imports(spark, config)
+        run_imports(spark, config, dataset="interactions" if kind == "import-new" else None)
     elif kind == "ingest":
         from recsys_spark.datasets.ingest import run_ingest
         run_ingest(spark, config)
@@ -206,12 +211,13 @@ def _relative(text: str, case: Path) -> str:
 
 
 def jobs_are_consistent(spark, case: Path) -> list[str]:
-    """Problems in ``_jobs``: it must be readable, one row per job id, each SUCCEEDED or FAILED."""
+    """Problems in ``_jobs``: it must be readable, one row per job id, each SUCCEEDED, FAILED or SKIPPED."""
     path = case / "warehouse" / "_jobs"
     rows = spark.read.format("delta").load(str(path)).collect()
     ids = [r.job_id for r in rows]
     problems = [f"job {i} recorded {ids.count(i)} times" for i in set(ids) if ids.count(i) > 1]
-    problems += [f"job {r.job_id} has status {r.status}" for r in rows if r.status not in ("SUCCEEDED", "FAILED")]
+    problems += [f"job {r.job_id} has status {r.status}" for r in rows
+                 if r.status not in ("SUCCEEDED", "FAILED", "SKIPPED")]
     return problems
 
 

@@ -174,5 +174,5 @@ def test_two_pipelines_on_one_root_at_once_lose_nothing(spark, tmp_path):
     jobs = spark.read.format("delta").load(str(folder / "warehouse" / "_jobs")).collect()
     assert len({r.job_id for r in jobs}) == len(jobs) and {r.status for r in jobs} == {"SUCCEEDED"}
     kinds = sorted(r.kind for r in jobs)
-    assert kinds == sorted(["import"] * 4 + ["ingest"] * 2 + ["train"] * 2 + ["batch"] * 2), kinds
+    assert kinds == sorted(["import"] * 6 + ["ingest"] * 2 + ["train"] * 2 + ["batch"] * 2), kinds
     print(json.dumps({"retries_logged": out.count("trying again")}))

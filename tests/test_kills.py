@@ -16,6 +16,7 @@ import pytest
 from kill_matrix import build_base, run_case
 
 CASES = [
+    ("import-new", "import.ledger-written"),
     ("ingest", "ingest.batch-merged"),
     ("batch", "batch.staged"),
     ("delete-users", "delete-users.dataset-done"),

@@ -172,8 +172,9 @@ def test_retrain_policy_thresholds(spark, tmp_path):
                                  "retrain: {new_interactions_fraction: 0.05}}"))
     assert retrain_due(spark, load_config(path), "popular")[0] is True
     path.write_text(text.replace("min_users_with_two: 1}}", "min_users_with_two: 2}}"))  # settings changed
+    newest = list_versions(spark, config, "popular")[-1].version
     assert retrain_due(spark, load_config(path), "popular") == (
-        True, f"the recipe, settings or events differ from version {list_versions(spark, config, 'popular')[-1].version}'s")
+        True, f"the recipe, settings or events differ from version {newest}'s")
 
 
 HOLDER = """

@@ -25,6 +25,7 @@ from recsys_spark.core.filters.plan import EVENT_COLUMNS, USER_LISTS, FilterPlan
 from recsys_spark.core.filters.syntax import CurrentItem, Filter
 from recsys_spark.datasets.warehouse import Warehouse
 from recsys_spark.errors import UserError
+from recsys_spark.partitioning import by_key
 
 LISTS_SCHEMA = pa.schema([USER_LISTS.field("USER_ID"), ("BINDING_ID", pa.int32()),
                           *[USER_LISTS.field(n) for n in ("include", "exclude", "applies")]])
@@ -97,4 +98,4 @@ def plan_user_lists(warehouse: Warehouse, name: str, plans: list[FilterPlan],
                                       schema=LISTS_SCHEMA)
 
     partitions = warehouse.spark.sparkContext.defaultParallelism * 2
-    return rows.repartition(partitions, "USER_ID").mapInArrow(lists, from_arrow_schema(LISTS_SCHEMA))
+    return by_key(rows, partitions, "USER_ID").mapInArrow(lists, from_arrow_schema(LISTS_SCHEMA))

@@ -22,6 +22,7 @@ from recsys_spark.core.kernels.lines import LINES_SCHEMA, OUTPUT_SCHEMA, json_li
 from recsys_spark.core.kernels.scorer import ENTRY, FACTORS, REQUEST, REQUEST_COLUMNS, USER, KernelSettings, \
     score_partition
 from recsys_spark.core.models.base import Model
+from recsys_spark.partitioning import by_key
 
 
 def scoring_partitions(spark, history_rows: int) -> int:
@@ -80,5 +81,5 @@ def score_frame(model: Model, settings: KernelSettings, partitions: int, *, requ
             if done is not None:
                 done.add(out.num_rows)
 
-    return union.repartition(partitions, key).mapInArrow(score, from_arrow_schema(
+    return by_key(union, partitions, key).mapInArrow(score, from_arrow_schema(
         LINES_SCHEMA if lines else OUTPUT_SCHEMA))

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from recsys_spark.core.models.ease import EaseModel, check_size
 from recsys_spark.core.settings import EaseSettings
+from recsys_spark.partitioning import by_key
 from recsys_spark.recipes.fitting import Recipe, TrainingSet, pack, unpack
 
 
@@ -48,7 +49,7 @@ def _gram(data: TrainingSet, n: int) -> np.ndarray:
                                         pa.binary())], names=["GRAM"])
 
     parts = data.spark.sparkContext.defaultParallelism
-    pairs = data.user_items().select("USER_ID", "ITEM_IDX", "MAX_WEIGHT").repartition(parts, "USER_ID")
+    pairs = by_key(data.user_items().select("USER_ID", "ITEM_IDX", "MAX_WEIGHT"), parts, "USER_ID")
     gram = np.zeros((n, n), dtype=np.float64)
     for row in pairs.mapInArrow(partial, "GRAM binary").toLocalIterator():
         g = unpack(row.GRAM)

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from recsys_spark.core.kernels.als import gram, solve_block
 from recsys_spark.core.settings import FactorSettings
+from recsys_spark.partitioning import by_key
 from recsys_spark.recipes.als.common import initial_factors, sorted_codes
 from recsys_spark.recipes.fitting import TrainingSet, pack, unpack
 
@@ -69,7 +70,7 @@ def _blocks(data: TrainingSet, parts: int, alpha: float):
                                               **_pack_strings(names))], pa.binary())], names=["BLOCK"])
 
     events = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT"))
-    users = (events.repartition(parts, "USER_ID").mapInArrow(by_user, "BLOCK binary")
+    users = (by_key(events, parts, "USER_ID").mapInArrow(by_user, "BLOCK binary")
              .rdd.map(lambda r: bytes(r.BLOCK)).cache())
     def names(blob: bytes) -> tuple[int, np.ndarray]:
         b = unpack(blob)
