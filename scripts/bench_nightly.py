@@ -42,7 +42,7 @@ def drop_day(drops: Path, day: int, rows: int, users: int, items: int) -> None:
     with (drops / "interactions" / f"day-{day:03d}.csv").open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"])
-        out.writerows((f"u{u}", f"i{i}", start + n, EVENTS[e], "")
+        out.writerows((f"u{u}", f"i{i}", start + n * 86_400 // rows, EVENTS[e], "")  # within the day
                       for n, (u, i, e) in enumerate(zip(user.tolist(), item.tolist(), event.tolist())))
 
 
