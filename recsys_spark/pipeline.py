@@ -69,7 +69,7 @@ def run_pipeline(spark, config: Config, steps: tuple[str, ...] = STEPS,
     from recsys_spark.jobruns import new_job_id
     from recsys_spark.writerlock import pipeline_turn
 
-    with pipeline_turn(config, new_job_id("pipeline"), wait_minutes):
+    with pipeline_turn(config, new_job_id("pipeline"), wait_minutes, spark):
         return _run_steps(spark, config, steps)
 
 

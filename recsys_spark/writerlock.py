@@ -99,7 +99,7 @@ def root_lock(config, job_id: str, kind: str):
 
 
 @contextmanager
-def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0):
+def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0, spark=None):
     """Hold the root's pipeline turn for the body: one pipeline run per root at a time. Another run holding
     it is waited for up to ``wait_minutes``, then a :class:`RootBusyError` names it.
 
@@ -108,7 +108,8 @@ def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0):
     ``s3.lock_table`` (key ``<root>#pipeline``) or, without one, the object ``<root>/_locks/pipeline.json``
     created with S3's conditional writes; either names its holder and an expiry, renewed every
     ``TTL_SECONDS / 3``, and is taken over once expired (a killed run: after ``TTL_SECONDS``) or at once when
-    its process, on this host, is gone.
+    its process, on this host, is gone. ``spark``: where S3's endpoint is set only in the session's Hadoop
+    configuration (``fs.s3a.endpoint``), the S3 object is written there too.
 
     >>> with pipeline_turn(config, "pipeline-20261201T0200-ab12cd", wait_minutes=30):   # doctest: +SKIP
     ...     run_the_steps()
@@ -126,7 +127,7 @@ def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0):
     if config.s3.lock_table:
         store = _DynamoItem(dynamodb(config.s3), config.s3.lock_table, f"{root}#pipeline")
     else:
-        store = _S3Object(_s3_client(config.s3), f"{root}/_locks/pipeline.json")
+        store = _S3Object(_s3_client(config.s3, spark), f"{root}/_locks/pipeline.json")
     lock = _Lock(store, root, run_id, "pipeline")
     if holder := lock.take(wait_minutes * 60):
         raise _busy(root, holder, wait_minutes)
@@ -182,13 +183,22 @@ def _busy(root: str, holder: dict, wait_minutes: float) -> RootBusyError:
         "its next schedule (or pass --wait-minutes to wait for the other)")
 
 
-def _s3_client(settings):
+def _s3_client(settings, spark=None):
+    """A boto3 S3 client for the config's S3 (``s3`` settings, else the S3A settings of ``spark``'s Hadoop
+    configuration, as a spark-submit ``--conf spark.hadoop.fs.s3a.endpoint=...`` gives them)."""
     import boto3
     from botocore.config import Config
 
-    style = {"addressing_style": "path"} if settings.path_style_access else {}
-    return boto3.client("s3", endpoint_url=settings.endpoint or None, region_name=settings.region or None,
-                        config=Config(s3=style))
+    endpoint, region, path_style = settings.endpoint, settings.region, settings.path_style_access
+    if spark is not None and not endpoint:
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        endpoint = hadoop.get("fs.s3a.endpoint") or None
+        region = region or hadoop.get("fs.s3a.endpoint.region") or None
+        path_style = path_style or (hadoop.get("fs.s3a.path.style.access") or "").lower() == "true"
+    if endpoint and "://" not in endpoint:
+        endpoint = f"https://{endpoint}"  # S3A takes a bare host name
+    style = {"addressing_style": "path"} if path_style else {}
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=Config(s3=style))
 
 
 class _Lock:

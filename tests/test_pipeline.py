@@ -90,11 +90,8 @@ def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
     rows = warehouse.read("interactions").count()
     weekly = tmp / "out" / "synthetic-ecommerce" / "weekly-mail"
     before = output_metrics(weekly)["run_id"]
-    assert main(["pipeline", "run", "--config", str(path), "--steps", "import,ingest,train,batch"]) == 0
+    assert main(["pipeline", "run", "--config", str(path), "--steps", "import,ingest,batch"]) == 0
     assert warehouse.read("interactions").count() == rows  # the landing files are not taken twice
-    from recsys_spark.solutions.store import list_versions
-
-    assert len(list_versions(spark, config, "for-you")) == 2
     after = output_metrics(weekly)["run_id"]
     assert after != before and (weekly / "_SUCCESS").exists()
     assert {p.name for p in (weekly / "runs").iterdir()} == {before, after}

@@ -62,8 +62,8 @@ def imported(warehouse, dataset: str) -> dict[str, tuple[int, int]]:
         return {}
     rows = (warehouse.spark.read.format("delta").load(path)
             .where(F.col("seq") <= committed_seq(warehouse.spark, warehouse.path(dataset)))
-            .select("path", "size", "modified_ms").collect())
-    return {r.path: (r.size, r.modified_ms) for r in rows}
+            .select("path", "size", "modified_ms").orderBy("seq").collect())
+    return {r.path: (r.size, r.modified_ms) for r in rows}  # a file imported again: its newest row
 
 
 def new_files(warehouse, dataset: str, listed: dict[str, tuple[int, int]]) -> list[str]:
