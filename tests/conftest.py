@@ -27,22 +27,14 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 
 
 SPARK_FIXTURES = {"spark", "cluster"}
-# The longest modules (minutes each), handed to the two workers first: the last module to start then
-# ends soon after the others, instead of one worker running a long module alone at the end.
-LONGEST_FIRST = ("test_concurrency.py", "test_bundle.py", "test_pipeline.py", "test_kills.py", "test_erasure.py",
-                 "test_nightly.py", "test_cluster.py", "test_writer_lock.py", "test_filter_semantics.py",
-                 "test_filter_forms.py", "test_s3_faults.py")
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs a Spark session or cluster ``spark``, so ``-m "not spark"`` (``make
-    test-fast``) runs the rest: the core, config, filters' language, the CLI's Spark-free commands. Put the
-    longest modules first (a stable sort: each module's tests keep their order)."""
+    test-fast``) runs the rest: the core, config, filters' language, the CLI's Spark-free commands."""
     for item in items:
         if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.spark)
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def free_port() -> int:
