@@ -103,7 +103,8 @@ def _tasks(spark, config: Config, step: str):
             def run(job=job):
                 r = import_csv(warehouse, job)
                 files = "" if r.new_files is None else f"{r.new_files:,} new file(s): "
-                return f"{files}{r.accepted:,} accepted, {r.rejected:,} rejected ({job.mode}), table version {r.version}"
+                return (f"{files}{r.accepted:,} accepted, {r.rejected:,} rejected ({job.mode}), "
+                        f"table version {r.version}")
             yield job.dataset, run
     elif step == "ingest":
         from recsys_spark.datasets.ingest import run_ingest

@@ -102,7 +102,8 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
         files = None
         if job.only_new_files:
             # A folder of drops that holds none yet is a night without news, not an error.
-            listed = {path: stamp(spark, path) for path in list_files(spark, job.source, CSV_SUFFIXES, allow_empty=True)}
+            found = list_files(spark, job.source, CSV_SUFFIXES, allow_empty=True)
+            listed = {path: stamp(spark, path) for path in found}
             files = ledger.new_files(warehouse, job.dataset, listed)
             run.counts.update(files_listed=len(listed), files_new=len(files))
             if not files:
