@@ -264,23 +264,26 @@ def pipeline_run(config_path: str, steps: str | None, samples: int, wait_minutes
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (another than loopback needs key pairs: see serve.keys_file).")
 @click.option("--port", default=8080, show_default=True, type=int)
-def serve(config_path: str, host: str, port: int) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Server processes sharing the port (default: serve.workers, 1).")
+def serve(config_path: str, host: str, port: int, workers: int | None) -> None:
     """Answer the managed service's real-time APIs (GetRecommendations, PutEvents, ...) for the config's
     campaigns, without Spark."""
     from recsys_spark.config import load_config
 
     try:
         from recsys_spark.serving.auth import load_keys
-        from recsys_spark.serving.server import Server
+        from recsys_spark.serving.server import serve as serve_campaigns
     except ImportError as e:
         raise UserError(f"serve needs the serve extra ({e.name} is missing): pip install 'recsys_spark[serve]'")
     config = load_config(config_path)
     if host not in ("127.0.0.1", "localhost", "::1") and not load_keys(config.serve.keys_file):
         raise UserError(f"--host {host}: a server reachable from other hosts needs key pairs "
                         "(RECSYS_SPARK_SERVE_KEYS or serve.keys_file); without them it answers loopback only")
-    server = Server(config)
-    click.echo(f"serving {', '.join(c.name for c in config.campaigns)} on http://{host}:{port}", err=True)
-    server.run(host, port)
+    workers = workers or config.serve.workers
+    click.echo(f"serving {', '.join(c.name for c in config.campaigns)} on http://{host}:{port}"
+               + (f" ({workers} workers)" if workers > 1 else ""), err=True)
+    serve_campaigns(config, host, port, workers)
 
 
 @cli.group("filter")

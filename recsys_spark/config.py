@@ -246,12 +246,15 @@ class Serve(_Strict):
     pairs; keys never go in the config; with none the server answers loopback clients only);
     ``reload_seconds`` (default 30): how often a campaign on ``latest`` looks for a newer version;
     ``publish_seconds`` (default 10): how often the landing file being written is closed and handed to
-    `ingest`; ``max_request_bytes`` (default 1 MiB)."""
+    `ingest`; ``max_request_bytes`` (default 1 MiB); ``workers`` (default 1): server processes sharing the
+    port, each with its own copy of the campaigns' models (memory times ``workers``) and each seeing the
+    events the others accept at its next request; more than one uses more than one core."""
 
     keys_file: Location | None = None
     reload_seconds: Annotated[float, Field(gt=0)] = 30.0
     publish_seconds: Annotated[float, Field(gt=0)] = 10.0
     max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    workers: Annotated[int, Field(ge=1)] = 1
 
 
 class Erasure(_Strict):

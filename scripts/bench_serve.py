@@ -9,7 +9,7 @@ interactions (20 per user, a fifth of them purchases) and items as Delta tables 
 as its own process (`python -m recsys_spark serve`); the load comes from `wrk` (Debian package ``wrk``)
 with 16 connections, on the same 2 cores, so the figures are a lower bound of what the server does alone.
 
-  python scripts/bench_serve.py [--users 100000] [--items 20000 200000] [--seconds 10]
+  python scripts/bench_serve.py [--users 100000] [--items 20000 200000] [--seconds 10] [--workers 1 2]
   python scripts/bench_serve.py --stacks      # the web stacks compared (plain ASGI, Starlette, aiohttp)
 """
 
@@ -109,30 +109,43 @@ def build(work: Path, users: int, items: int) -> Path:
 class Served:
     """`recsys-spark serve` as a process of its own, on 127.0.0.1."""
 
-    def __init__(self, config_path: Path):
+    def __init__(self, config_path: Path, workers: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen([sys.executable, "-m", "recsys_spark", "serve", "--config", str(config_path),
-                                         "--port", str(self.port)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                         "--port", str(self.port), "--workers", str(workers)], cwd=REPO,
+                                        stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 600
-        while True:
+        while True:  # every worker is up once each reports its campaign's version (a gauge per worker)
             try:
-                urllib.request.urlopen(f"{self.url}/ping", timeout=1).read()
-                return
+                metrics = urllib.request.urlopen(f"{self.url}/metrics", timeout=1).read().decode()
+                if len(set(re.findall(r'recsys_campaign_version\{[^}]*pid="(\d+)"', metrics))) >= workers or \
+                        workers == 1:
+                    return
             except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start: {self.process.stderr.read()[-2000:]}")
-                time.sleep(0.2)
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start: {self.process.stderr.read()[-2000:]}")
+            time.sleep(0.2)
+
+    def pids(self) -> list[int]:
+        """The server's process and its workers."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [self.process.pid, *map(int, children)]
 
     def rss(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+        """Resident memory of the server's processes together."""
+        return sum(int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text()).group(1)) * 1024
+                   for p in self.pids())
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used (all its threads), from /proc."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server's processes have used (all their threads), from /proc."""
+        total = 0
+        for p in self.pids():
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -183,8 +196,8 @@ request = function()
   n = n + 1
   local events = {{}}
   for i = 1, 10 do
-    events[i] = '{{"eventId": "e' .. n .. '-' .. i .. '", "eventType": "view", "itemId": "i' .. (n + i) % {items} ..
-                '", "sentAt": 1800000000}}'
+    events[i] = '{{"eventId": "{tag}-e' .. n .. '-' .. i .. '", "eventType": "view", "itemId": "i' ..
+                (n + i) % {items} .. '", "sentAt": 1800000000}}'
   end
   local body = '{{"trackingId": "t", "userId": "u' .. n % {users} .. '", "sessionId": "s", "eventList": [' ..
                table.concat(events, ",") .. ']}}'
@@ -200,11 +213,11 @@ def warm_up(served: Served, users: int, work: Path) -> None:
                                      filter=ARN.format("filter/not-bought")), 2, work)
 
 
-def landing_events(work: Path) -> int:
-    """Distinct event IDs in the landing files (published and in progress)."""
+def landing_events(work: Path, tag: str) -> int:
+    """Distinct event IDs of one run (``tag``) in the landing files (published and in progress)."""
     ids = set()
     for f in (work / "landing" / "events").glob("*serve-*.jsonl"):
-        ids |= {json.loads(line)["eventId"] for line in f.read_text().splitlines()}
+        ids |= {i for line in f.read_text().splitlines() if (i := json.loads(line)["eventId"]).startswith(tag + "-")}
     return len(ids)
 
 
@@ -217,26 +230,32 @@ def serve_bench(args) -> None:
         work = Path(tempfile.mkdtemp(prefix="recsys-bench-serve-"))
         try:
             print(f"{args.users:,} users x {items:,} items, rank {RANK}: building...", flush=True)
-            served = Served(build(work, args.users, items))
-            try:
-                warm_up(served, args.users, work)
-                memory[items] = served.rss()
-                got = wrk(served.url, RECOMMEND.format(users=args.users, arn=ARN.format("campaign/for-you"),
-                                                       filter=ARN.format("filter/not-bought")), args.seconds, work,
-                          served)
-                rows.append((f"GetRecommendations + exclusion filter, {items:,} items", got, GOALS.get(items)))
-                if items == args.items[0]:
-                    events = wrk(served.url, EVENTS.format(items=items, users=args.users), args.seconds, work, served)
-                    served.stop()  # publishes the file in progress
-                    landed = landing_events(work)
-                    acknowledged = (events["requests"] - events["errors"]) * 10
-                    rows.append((f"PutEvents (10 events a call), {landed:,} events landed of {acknowledged:,} "
-                                 "acknowledged", events, None))
-                    print(f"events: {acknowledged / args.seconds:,.0f} events/s acknowledged; in the landing files: "
-                          f"{landed:,} ({'none lost' if landed >= acknowledged else 'LOST EVENTS'})", flush=True)
-            finally:
-                if served.process.poll() is None:
-                    served.stop()
+            config = build(work, args.users, items)
+            for workers in args.workers:
+                served = Served(config, workers)
+                try:
+                    warm_up(served, args.users, work)
+                    memory[items, workers] = served.rss()
+                    got = wrk(served.url, RECOMMEND.format(users=args.users, arn=ARN.format("campaign/for-you"),
+                                                           filter=ARN.format("filter/not-bought")), args.seconds,
+                              work, served)
+                    rows.append((f"GetRecommendations + exclusion filter, {items:,} items, {workers} worker(s)", got,
+                                 GOALS.get(items)))
+                    if items == args.items[0]:
+                        tag = f"w{workers}"
+                        events = wrk(served.url, EVENTS.format(items=items, users=args.users, tag=tag), args.seconds,
+                                     work, served)
+                        served.stop()  # publishes the files in progress
+                        landed = landing_events(work, tag)
+                        acknowledged = (events["requests"] - events["errors"]) * 10
+                        rows.append((f"PutEvents (10 events a call), {workers} worker(s): {landed:,} landed of "
+                                     f"{acknowledged:,} acknowledged", events, None))
+                        print(f"events, {workers} worker(s): {acknowledged / args.seconds:,.0f} events/s acknowledged; "
+                              f"in the landing files: {landed:,} "
+                              f"({'none lost' if landed >= acknowledged else 'LOST EVENTS'})", flush=True)
+                finally:
+                    if served.process.poll() is None:
+                        served.stop()
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'load (wrk, 16 connections, ' + str(args.seconds) + ' s)':74} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
@@ -249,26 +268,27 @@ def serve_bench(args) -> None:
               f"{got['cpu_ms']:7.3f}{goal_text}")
     print("(CPU ms: the server's CPU time per request, all its threads together, whatever else the machine runs: "
           "each core the server gets answers at most 1,000 / CPU ms requests a second)")
-    small, large = args.items[0], args.items[-1]
+    small, large, one = args.items[0], args.items[-1], args.workers[0]
     fewer = args.users // 4  # a third server, only to see how memory grows with the users
     work = Path(tempfile.mkdtemp(prefix="recsys-bench-serve-"))
     try:
-        served = Served(build(work, fewer, small))
+        served = Served(build(work, fewer, small), one)
         warm_up(served, fewer, work)
         fewer_rss = served.rss()
         served.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\nserver memory (RSS after loading and a warm-up): " + ", ".join(
-        f"{m / 2**20:,.0f} MiB at {args.users:,} users x {i:,} items" for i, m in memory.items())
+        f"{m / 2**20:,.0f} MiB at {args.users:,} users x {i:,} items, {w} worker(s)" for (i, w), m in memory.items())
           + f", {fewer_rss / 2**20:,.0f} MiB at {fewer:,} users x {small:,} items")
-    per_users = (memory[small] - fewer_rss) / (args.users - fewer) * 1e6
+    per_users = (memory[small, one] - fewer_rss) / (args.users - fewer) * 1e6
     print(f"  per million users ({SEEN} interactions each, rank {RANK}): {per_users / 2**30:.2f} GiB", end="")
     if large != small:
-        print(f"; per 100,000 items: {(memory[large] - memory[small]) / (large - small) * 1e5 / 2**20:,.0f} MiB",
-              end="")
+        per_items = (memory[large, one] - memory[small, one]) / (large - small) * 1e5
+        print(f"; per 100,000 items: {per_items / 2**20:,.0f} MiB", end="")
     print()
-    rps = rows[0][1]["rps"]
+    first = f"GetRecommendations + exclusion filter, {small:,} items"
+    rps = max(got["rps"] for name, got, _ in rows if name.startswith(first))
     ours = 2 * cost.price_per_core_hour_usd / (rps * 3600) * 1e6  # this machine's 2 cores, fully busy
     theirs = cost.compare_per_tps_hour_usd / 3600 * 1e6
     print(f"cost per million requests at {rps:,.0f} req/s on 2 cores at ${cost.price_per_core_hour_usd}/core-hour: "
@@ -349,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--items", type=int, nargs="+", default=[20_000, 200_000])
     p.add_argument("--seconds", type=int, default=10, help="length of each load run (bounded)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes (serve --workers)")
     p.add_argument("--stacks", action="store_true", help="compare the candidate web stacks instead")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:

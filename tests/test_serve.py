@@ -5,6 +5,7 @@ once and landing durably, hot reload under load, and the same answers as the bat
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -353,3 +354,107 @@ def test_requests_scored_together_answer_as_each_alone(served, runtime):
     for mine, theirs in zip(got, alone):
         assert [i for i, _ in mine] == [i for i, _ in theirs]
         assert np.allclose([x for _, x in mine], [x for _, x in theirs], rtol=1e-5)
+
+
+def test_workers_share_events_and_are_replaced_on_sighup(group):
+    """`serve --workers 2`: two processes on one port; an event one worker accepts holds on the next request
+    whichever worker answers it; /metrics counts both; SIGHUP replaces both workers (each new one knows the
+    events accepted before it started) with no failed request; SIGTERM publishes every landing file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.request
+
+    config, tmp = group
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "recsys_spark", "serve", "--config", str(config.source),
+                                "--port", str(port), "--workers", "2"], stderr=subprocess.PIPE, text=True)
+
+    def workers() -> set[str]:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+            return set(re.findall(r'recsys_campaign_version\{[^}]*pid="(\d+)"[^}]*\} 1\.0', r.read().decode()))
+
+    def wait_for(predicate, what: str, seconds: float = 120):
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if predicate():
+                    return
+            except OSError:
+                pass
+            assert process.poll() is None, f"the server stopped: {process.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    def client(service: str):  # a new client: a new connection, which either worker may accept
+        return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
+                            aws_secret_access_key="testing", config=BotoConfig(retries={"max_attempts": 1}))
+
+    def answers_from_another_worker(than: str, attempts: int = 200) -> list[dict]:
+        for _ in range(attempts):
+            got = client("personalize-runtime").get_recommendations(
+                campaignArn=ARN.format("campaign/for-you"), userId="wanderer", numResults=5,
+                filterArn=ARN.format("filter/not-bought"))
+            if got["ResponseMetadata"]["HTTPHeaders"]["x-recsys-worker"] != than:
+                return got["itemList"]
+        raise AssertionError(f"every answer came from worker {than}")
+
+    try:
+        wait_for(lambda: len(workers()) == 2, "two workers")
+        first = set(workers())
+        sent = [{"eventType": "view", "itemId": f"B{i}", "sentAt": 1_800_000_000 + i} for i in range(6)]
+        accepted = client("personalize-events").put_events(trackingId="t", userId="wanderer", sessionId="w",
+                                                           eventList=sent)
+        taker = accepted["ResponseMetadata"]["HTTPHeaders"]["x-recsys-worker"]
+        assert taker in first
+        elsewhere = answers_from_another_worker(taker)
+        assert all("score" in i for i in elsewhere)  # personal: folded in from the other worker's events
+        assert sum(i["itemId"].startswith("B") for i in elsewhere) >= 4
+        assert not {f"B{i}" for i in range(6)} & {i["itemId"] for i in elsewhere}  # seen: excluded
+        buy = client("personalize-events").put_events(
+            trackingId="t", userId="wanderer", sessionId="w",
+            eventList=[{"eventType": "buy", "itemId": elsewhere[0]["itemId"], "sentAt": 1_800_000_100}])
+        again = answers_from_another_worker(buy["ResponseMetadata"]["HTTPHeaders"]["x-recsys-worker"])
+        assert elsewhere[0]["itemId"] not in {i["itemId"] for i in again}  # the filter sees the other's buy
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+            total = sum(float(v) for v in re.findall(
+                r'recsys_requests_total\{operation="GetRecommendations",status="200"\} (\S+)', r.read().decode()))
+        assert total >= 2  # both workers' counts, summed
+
+        # SIGHUP: each worker replaced by a new process that serves before the old one stops; requests
+        # keep being answered throughout, and the new workers know wanderer's events.
+        failures, answered, stop = [], [], threading.Event()
+
+        def load():
+            runtime = client("personalize-runtime")
+            while not stop.is_set():
+                try:
+                    answered.append(runtime.get_recommendations(campaignArn=ARN.format("campaign/for-you"),
+                                                                userId="a0", numResults=3)["itemList"])
+                except Exception as e:  # noqa: BLE001 - any failure is the finding
+                    failures.append(e)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            process.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(workers()) == 2 and not workers() & first, "two new workers")
+        finally:
+            stop.set()
+            loader.join(timeout=30)
+        assert not failures and answered
+        fresh = answers_from_another_worker("none")
+        assert all("score" in i for i in fresh) and not {f"B{i}" for i in range(6)} & {i["itemId"] for i in fresh}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    landing = Path(config.landing) / "events"
+    assert not list(landing.glob(".serve-*"))  # every worker published its file on the way out
+    wandered = [json.loads(x) for f in landing.glob("serve-*.jsonl") for x in f.read_text().splitlines()
+                if '"wanderer"' in x]
+    assert len(wandered) == 7
+    assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("recsys-serve-metrics-")]

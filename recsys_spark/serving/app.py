@@ -17,8 +17,8 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import time
-from concurrent.futures import Future
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -27,10 +27,15 @@ from recsys_spark.serving.auth import AuthError, check_signature
 
 log = logging.getLogger(__name__)
 JSON = [(b"content-type", b"application/x-amz-json-1.1")]
+#: Every answer names the process that gave it (one of several with ``serve.workers``).
+WORKER = b"x-recsys-worker"
 
 
 class Metrics:
-    """The server's Prometheus metrics, in a registry of its own (several servers may share a process)."""
+    """The server's Prometheus metrics, in a registry of its own (several servers may share a process). With
+    worker processes (``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor) each worker's values go to shared
+    files and ``/metrics`` answers for all of them: counters and the histogram summed, the version gauge per
+    live worker (``pid`` label)."""
 
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -42,7 +47,16 @@ class Metrics:
         self.events = Counter("recsys_records_appended", "Records written to the landing folder", ["operation"],
                               registry=self.registry)
         self.version = Gauge("recsys_campaign_version", "1 for the version each campaign serves",
-                             ["campaign", "version"], registry=self.registry)
+                             ["campaign", "version"], registry=self.registry, multiprocess_mode="liveall")
+
+    def exposition(self) -> bytes:
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 
 class App:
@@ -52,6 +66,7 @@ class App:
         self.api, self.keys, self.max_request_bytes = api, keys, max_request_bytes
         self.metrics = metrics or Metrics()
         self.lifespan_hooks: tuple = (None, None)
+        self.worker = str(os.getpid()).encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -78,23 +93,24 @@ class App:
                 raise ServiceError("SerializationException", "the body must be a JSON object")
             validate(service, operation, request)
             answer = self.api.call(operation, request)
-            if isinstance(answer, Future):  # a recommendation, scored in a block with others
-                answer = await asyncio.wrap_future(answer)
+            if isinstance(answer, asyncio.Future):  # a recommendation, scored in a block with others
+                answer = await answer
             elif isinstance(answer, tuple):  # an event operation: durable first, then visible
                 answer, written, apply = answer
                 await asyncio.wrap_future(written)
                 apply()
                 self.metrics.events.labels(operation).inc(len(request.get("eventList") or request.get("users")
                                                               or request.get("items") or []))
-            await _respond(send, 200, json.dumps(answer).encode())
+            await self._respond(send, 200, json.dumps(answer).encode())
             self.metrics.requests.labels(operation, "200").inc()
         except ServiceError as e:
-            await _respond(send, e.status, json.dumps({"message": e.message}).encode(),
+            await self._respond(send, e.status, json.dumps({"message": e.message}).encode(),
                            [(b"x-amzn-errortype", e.code.encode())])
             self.metrics.requests.labels(operation, str(e.status)).inc()
         except Exception:
             log.exception("%s %s failed", method, path)
-            await _respond(send, 500, b'{"message": "internal error"}', [(b"x-amzn-errortype", b"InternalFailure")])
+            await self._respond(send, 500, b'{"message": "internal error"}',
+                                [(b"x-amzn-errortype", b"InternalFailure")])
             self.metrics.requests.labels(operation, "500").inc()
         finally:
             self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
@@ -132,10 +148,18 @@ class App:
 
     async def _get(self, path: str, send) -> None:
         if path == "/metrics":
-            return await _respond(send, 200, generate_latest(self.metrics.registry),
+            return await self._respond(send, 200, self.metrics.exposition(),
                                   [(b"content-type", b"text/plain; version=0.0.4")])
         campaigns = {name: c.version.version for name, c in self.api.campaigns.items()}
-        await _respond(send, 200, json.dumps({"status": "ok", "campaigns": campaigns}).encode())
+        await self._respond(send, 200, json.dumps({"status": "ok", "campaigns": campaigns,
+                                                   "worker": os.getpid()}).encode())
+
+    async def _respond(self, send, status: int, body: bytes, headers: list | None = None) -> None:
+        headers = headers or []
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, *([] if headers and headers[0][0] == b"content-type" else JSON),
+                                (b"content-length", str(len(body)).encode()), (WORKER, self.worker)]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive, send) -> None:
         startup, shutdown = self.lifespan_hooks
@@ -157,10 +181,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*(headers or []), *([] if headers and headers[0][0] == b"content-type" else JSON),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
