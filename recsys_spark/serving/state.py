@@ -299,12 +299,15 @@ class Campaign:
             rows = [i for i, a in enumerate(asks) if bindings[i] == b and a.user_id is not None and a.item_id is None]
             if not plan.needs_user_lists or not rows:
                 continue
-            chosen = np.isin(row, rows)
             events = None
-            if history is not None and chosen.any():
-                mine = history.filter(pa.array(chosen))
-                user_of = pa.array([asks[i].user_id for i in row[chosen]], pa.string())
-                events = pa.table({"USER_ID": user_of, **{c: mine.column(c) for c in EVENT_COLUMNS if c != "USER_ID"}})
+            if history is not None:
+                every = len(rows) == len(asks)  # the common case: one filter for the whole block
+                chosen = None if every else np.isin(row, rows)
+                mine = history if every else history.filter(pa.array(chosen))
+                if mine.num_rows:
+                    users = np.array([a.user_id for a in asks], dtype=object)[row if every else row[chosen]]
+                    events = pa.table({"USER_ID": pa.array(users, pa.string()),
+                                       **{c: mine.column(c) for c in EVENT_COLUMNS if c != "USER_ID"}})
             records = [r for u in dict.fromkeys(asks[i].user_id for i in rows) if (r := self.group.users.row(u)) is not None]
             lists = user_lists(plan, events, pa.concat_tables(records) if records else None, config.schema,
                                config.filter(asks[rows[0]].filter_name).recent_per_event_type)
