@@ -199,8 +199,8 @@ class Api:
             raise ServiceError("InvalidInputException", f"inputList must hold 1 to {MAX_RESULTS} items")
         columns = _metadata_columns(body)
         ask = Ask(body["userId"], None, len(listed), *self._filter(campaign, body), item_list=listed)
-        return self.scorer.submit(campaign, ask, lambda answer: {
-            "personalizedRanking": _predicted(campaign, *answer[:2], columns), "recommendationId": _recommendation_id()})
+        return self.scorer.submit(campaign, ask, lambda answer: {"personalizedRanking": _predicted(
+            campaign, *answer[:2], columns), "recommendationId": _recommendation_id()})
 
     def _filter(self, campaign: Campaign, body: dict) -> tuple[str | None, dict | None]:
         arn = body.get("filterArn")

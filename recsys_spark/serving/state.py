@@ -224,7 +224,8 @@ class Campaign:
             "USER_ID": pa.array(users, pa.string()), "QUERY_ITEM": pa.array([a.item_id for a in asks], pa.string()),
             "ITEM_LIST": pa.array([a.item_list for a in asks], string_lists),
             "ERROR": pa.nulls(len(asks), pa.string()), "BINDING_ID": pa.array(bindings, pa.int32()),
-            "F_INCLUDE": pa.array(lists["include"], string_lists), "F_EXCLUDE": pa.array(lists["exclude"], string_lists),
+            "F_INCLUDE": pa.array(lists["include"], string_lists),
+            "F_EXCLUDE": pa.array(lists["exclude"], string_lists),
             "F_APPLIES": pa.array(lists["applies"], pa.list_(pa.int32()))}).select(REQUEST_COLUMNS)
         settings = KernelSettings(k, self.settings.exclude_seen, plans if any(p.rules for p in plans) else [],
                                   ranking, self.fresh_after if self.factors is not None else None)
@@ -308,7 +309,8 @@ class Campaign:
                     users = np.array([a.user_id for a in asks], dtype=object)[row if every else row[chosen]]
                     events = pa.table({"USER_ID": pa.array(users, pa.string()),
                                        **{c: mine.column(c) for c in EVENT_COLUMNS if c != "USER_ID"}})
-            records = [r for u in dict.fromkeys(asks[i].user_id for i in rows) if (r := self.group.users.row(u)) is not None]
+            records = [r for u in dict.fromkeys(asks[i].user_id for i in rows)
+                       if (r := self.group.users.row(u)) is not None]
             lists = user_lists(plan, events, pa.concat_tables(records) if records else None, config.schema,
                                config.filter(asks[rows[0]].filter_name).recent_per_event_type)
             found = dict(zip(lists.column("USER_ID").to_pylist(), lists.select(list(out)).to_pylist()))
