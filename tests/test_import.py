@@ -39,6 +39,8 @@ i14,{LONG_ID},1700000009,view,1
 i15,u3,,view,
 
 i16,u3,1700000010,click,2
+i17,u3, 1700000011,view,1
+i18,u3,+1700000012	,view,1
 """
 EXPECTED_REASONS = {
     "i4,u2,1700000003": "malformed CSV line: 3 columns, the header has 5",
@@ -53,6 +55,8 @@ EXPECTED_REASONS = {
     "i13,u2,1700000008,view,NaN": "EVENT_VALUE is not a finite float: 'NaN'",
     f"i14,{LONG_ID},1700000009,view,1": "USER_ID is longer than 256 characters (257)",
     "i15,u3,,view,": "TIMESTAMP is missing or empty",
+    "i17,u3, 1700000011,view,1": "TIMESTAMP is not a long integer: ' 1700000011'",  # the cast would trim it
+    "i18,u3,+1700000012\t,view,1": "TIMESTAMP is not a long integer: '+1700000012\t'",
 }
 
 
@@ -69,8 +73,8 @@ def test_every_bad_row_lands_in_rejects_with_its_reason(spark, shop, tmp_path):
     source = write(tmp_path / "in" / "interactions.csv", BAD_INTERACTIONS)
     [result] = import_allowing_rejects(spark, shop, "interactions", source)
     data_lines = [l for l in BAD_INTERACTIONS.splitlines()[1:] if l.strip()]
-    assert result.read == len(data_lines) == 16
-    assert (result.accepted, result.rejected) == (4, 12)
+    assert result.read == len(data_lines) == 18
+    assert (result.accepted, result.rejected) == (4, 14)
     rejects = spark.read.format("delta").load(Warehouse(spark, shop).rejects_path("interactions")) \
         .where(f"job_id = '{result.job_id}'").collect()
     assert {r.line: r.reason for r in rejects} == EXPECTED_REASONS

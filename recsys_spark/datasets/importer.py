@@ -19,7 +19,6 @@ The rejects, the ratio check and the INCREMENTAL upsert are ingestion's too (:mo
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -195,7 +194,7 @@ def _records(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _
     if reading.quoted:
         plain = plain.where(~F.col(FILE).isin(list(reading.quoted)))
     if reading.plain_rejected:
-        rejected = warehouse.spark.read.parquet(f"{staging}/plain").select(GROUP, POS)
+        rejected = warehouse.spark.read.parquet(f"{staging}/plain").where(BAD).select(GROUP, POS)
         plain = plain.join(rejected, [GROUP, POS], "left_anti")
     records = convert(plain.select(*record_columns(schema)), schema).withColumn(BAD, F.lit(False)).select(*keep)
     if reading.quoted:
@@ -227,18 +226,23 @@ def _first_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging
     narrow = plain.select(F.when(bad, F.col(LINE)).alias(LINE), F.when(bad, F.col(ERROR)).alias(ERROR),
                           F.when(bad | F.col(QUOTED), F.col(FILE)).alias(FILE), BLOCK, POS, GROUP, IS_RECORD, QUOTED,
                           BAD)
+    # Counts only in the observation (a set of files there costs a quarter of the scan: such aggregates are
+    # evaluated row by row); the lines with quotes are staged beside the rejects, to learn their files.
     (narrow.observe(seen, F.count_if(record).alias("read"), F.count_if(bad).alias("bad"),
-                    F.to_json(F.collect_set(F.when(F.col(QUOTED), F.col(FILE)))).alias("quoted"))
-     .where(bad).drop(BAD).write.parquet(f"{staging}/plain"))
-    quoted = set(json.loads(seen.get["quoted"]))
+                    F.count_if(F.col(QUOTED)).alias("quoted"))
+     .where(bad | F.col(QUOTED)).write.parquet(f"{staging}/plain"))
+    quoted = set() if not seen.get["quoted"] else \
+        {r[FILE] for r in spark.read.parquet(f"{staging}/plain").where(QUOTED).select(FILE).distinct().collect()}
     read, rejected, segments, rejects = seen.get["read"], seen.get["bad"], [], []
     if quoted or rejected:
-        per_segment = plain.groupBy(FILE, BLOCK).agg(
-            F.count(F.lit(1)).alias("lines"), F.min(POS).alias("first"), F.count_if(record).alias("read"),
-            F.count_if(bad).alias("bad")).where(~F.col(FILE).isin(list(quoted))).collect()
-        read, rejected = sum(r.read for r in per_segment), sum(r.bad for r in per_segment)
+        # Line counts (and records, without the files with quotes) need no validation: a plain reading again,
+        # filtered after the positions are given so that they are the first pass's.
+        per_segment = source.plain().groupBy(FILE, BLOCK).agg(
+            F.count(F.lit(1)).alias("lines"), F.min(POS).alias("first"), F.count_if(record).alias("read")
+        ).where(~F.col(FILE).isin(list(quoted))).collect()
+        staged = spark.read.parquet(f"{staging}/plain").where(F.col(BAD) & ~F.col(FILE).isin(list(quoted)))
+        read, rejected = sum(r.read for r in per_segment), staged.count()
         segments = [(r[FILE], r[BLOCK], r.lines, r.first) for r in per_segment]
-        staged = spark.read.parquet(f"{staging}/plain").where(~F.col(FILE).isin(list(quoted)))
         rejects.append(source.split(staged).select(*columns))
     plain_rejected, stitched = rejected, None
     if quoted:
