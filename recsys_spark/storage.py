@@ -135,18 +135,14 @@ def siblings(spark, uri: str, prefix: str) -> list[str]:
 
 
 def footprint(spark, uri: str) -> tuple[int, int]:
-    """(files, bytes) under ``uri``, recursively; (0, 0) when it does not exist. Files named with a leading
-    ``.`` (the local file system's checksum sidecars) are counted in the bytes, not in the files."""
+    """(files, bytes) under ``uri``, recursively; (0, 0) when it does not exist. Hadoop's content summary,
+    in one call to the JVM (walking the listing from Python cost a round trip per file: 0.15 s a table, a
+    fifth of `maintain`); the local file system's checksum sidecars are not in it."""
     path, fs = _hadoop_path(spark, uri)
     if not fs.exists(path):
         return 0, 0
-    files = size = 0
-    listing = fs.listFiles(path, True)
-    while listing.hasNext():
-        status = listing.next()
-        size += status.getLen()
-        files += not status.getPath().getName().startswith(".")
-    return files, size
+    summary = fs.getContentSummary(path)
+    return summary.getFileCount(), summary.getLength()
 
 
 # Object stores where a new object becomes visible whole when its upload ends (a PUT): writing the file in

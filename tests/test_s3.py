@@ -32,6 +32,13 @@ def test_delta_table_round_trip_on_s3(spark, s3_client, scheme):
     assert "warehouse/events/_delta_log/00000000000000000000.json" in stored
     assert "warehouse/events/_delta_log/00000000000000000001.json" in stored
     assert sum(k.endswith(".parquet") for k in stored) >= 2
+    # What `maintain` counts (Hadoop's content summary through S3A) is what the bucket holds.
+    from recsys_spark.storage import footprint
+
+    sizes = [o["Size"] for page in s3_client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix="warehouse/events/") for o in page.get("Contents", [])
+             if not o["Key"].endswith("/")]  # a folder's marker object is no file
+    assert footprint(spark, location) == (len(sizes), sum(sizes))
 
 
 def test_doctor_probes_an_s3_warehouse_root_and_cleans_up(spark, s3_client, write_config):
