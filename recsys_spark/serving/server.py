@@ -50,13 +50,21 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, workers: in
     import uvicorn
 
     metrics = tempfile.mkdtemp(prefix="recsys-serve-metrics-")  # the workers' shared Prometheus values
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
-    os.environ[WORKER_ENV] = json.dumps({"config": str(config.source), "started": time.time()})
+    # The workers inherit these; they are this process's own only while it supervises.
+    settings = {"PROMETHEUS_MULTIPROC_DIR": metrics,
+                WORKER_ENV: json.dumps({"config": str(config.source), "started": time.time()})}
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
     try:
         uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port,
                     log_level="warning", access_log=False, lifespan="on",
                     timeout_worker_healthcheck=WORKER_READY_SECONDS)
     finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(metrics, ignore_errors=True)
 
 
