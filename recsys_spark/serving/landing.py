@@ -34,6 +34,7 @@ from recsys_spark.errors import UserError
 
 log = logging.getLogger(__name__)
 FOLDERS = {"interactions": "events", "users": "users", "items": "items"}
+STAMP = "%Y%m%dT%H%M%S"  # the time in a landing file's name (UTC): names sort by it
 
 
 class LandingWriter:
@@ -103,7 +104,7 @@ class LandingWriter:
 
     def _file(self, dataset: str):
         if dataset not in self._open:
-            name = f".serve-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{self.writer}-{uuid.uuid4().hex[:8]}.jsonl"
+            name = f".serve-{time.strftime(STAMP, time.gmtime())}-{self.writer}-{uuid.uuid4().hex[:8]}.jsonl"
             path = self.root / FOLDERS[dataset] / name
             handle = open(path, "ab")
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # "in use": a sibling's start must not publish it
@@ -124,10 +125,8 @@ class LandingWriter:
             with open(hidden, "rb") as probe:
                 fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 cls._publish(hidden)
-        except BlockingIOError:
-            pass  # another worker of this server is writing it
-        except FileNotFoundError:
-            pass  # published meanwhile by another starting worker
+        except (BlockingIOError, FileNotFoundError):
+            pass  # another worker of this server is writing it, or another starting worker published it
 
     @staticmethod
     def _publish(hidden: Path) -> None:
@@ -158,7 +157,7 @@ class SiblingRecords:
     and each file being written costs one ``fstat``."""
 
     def __init__(self, landing: Path, own_writer: str, since: float):
-        self.root, self.own, self.since = landing, own_writer, time.strftime("%Y%m%dT%H%M%S", time.gmtime(since))
+        self.root, self.own, self.since = landing, own_writer, time.strftime(STAMP, time.gmtime(since))
         self._listed: dict[str, int] = {}
         self._open: dict[int, list] = {}  # inode -> [fd, offset, dataset, published]
         self._done: set[int] = set()

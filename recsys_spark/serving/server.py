@@ -43,8 +43,7 @@ WORKER_READY_SECONDS = 600  # a replacement worker must load its campaigns withi
 def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, workers: int = 1) -> None:
     """Answer on ``host:port`` until SIGINT / SIGTERM: in this process, or in ``workers`` processes (each
     loads the config again, from ``config.source``)."""
-    if not config.campaigns:
-        raise UserError(f"{config.source}: no campaigns under `campaigns`; nothing to serve")
+    _require_campaigns(config)  # here too: workers would fail alone, each in its own process
     if workers == 1:
         return Server(config).run(host, port)
     import uvicorn
@@ -68,6 +67,11 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, workers: in
         shutil.rmtree(metrics, ignore_errors=True)
 
 
+def _require_campaigns(config: Config) -> None:
+    if not config.campaigns:
+        raise UserError(f"{config.source}: no campaigns under `campaigns`; nothing to serve")
+
+
 def worker_app() -> App:
     """One worker process's application (called by uvicorn's supervisor in each worker)."""
     spec = json.loads(os.environ[WORKER_ENV])
@@ -80,8 +84,7 @@ class Server:
     sibling workers accepted since)."""
 
     def __init__(self, config: Config, workers_started: float | None = None):
-        if not config.campaigns:
-            raise UserError(f"{config.source}: no campaigns under `campaigns`; nothing to serve")
+        _require_campaigns(config)
         from threadpoolctl import threadpool_limits
 
         # One BLAS thread: a request's product is small, and more threads only spin against each other.

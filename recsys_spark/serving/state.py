@@ -302,11 +302,12 @@ class Campaign:
                 continue
             events = None
             if history is not None:
-                every = len(rows) == len(asks)  # the common case: one filter for the whole block
-                chosen = None if every else np.isin(row, rows)
-                mine = history if every else history.filter(pa.array(chosen))
+                mine, of = history, row  # the common case: one filter for the whole block
+                if len(rows) < len(asks):
+                    chosen = np.isin(row, rows)
+                    mine, of = history.filter(pa.array(chosen)), row[chosen]
                 if mine.num_rows:
-                    users = np.array([a.user_id for a in asks], dtype=object)[row if every else row[chosen]]
+                    users = np.array([a.user_id for a in asks], dtype=object)[of]
                     events = pa.table({"USER_ID": pa.array(users, pa.string()),
                                        **{c: mine.column(c) for c in EVENT_COLUMNS if c != "USER_ID"}})
             records = [r for u in dict.fromkeys(asks[i].user_id for i in rows)
