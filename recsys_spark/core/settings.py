@@ -44,8 +44,8 @@ class FactorSettings(RecipeSettings):
     ``blocked`` above; in cluster deploy mode also ``blocked`` when the local engine would not fit in half
     of ``spark.driver.memoryOverhead``), ``local`` (this package's solver on the driver, one thread per driver core: no
     Spark job per half-iteration), ``blocked`` (the same solver in Spark tasks, one per block of users or
-    items, the other side's factors broadcast) or ``mllib`` (Spark MLlib's ALS, for factor matrices larger
-    than the driver's memory); ``local_max_interactions`` (5,000,000); ``fold_in_max_history`` (500): most
+    items; the driver holds only the item factors) or ``mllib`` (Spark MLlib's ALS, exact per-row solves:
+    the benchmarks' reference); ``local_max_interactions`` (5,000,000); ``fold_in_max_history`` (500): most
     recent interactions used to solve a new or changed user's factors at scoring time.
     """
 

@@ -35,7 +35,9 @@ def history_entries(interactions: DataFrame, model: Model) -> DataFrame:
 
 def stored_factors(spark, model: Model) -> DataFrame | None:
     """The model's trained user factors (USER_ID, FACTORS) as a DataFrame; None for recipes without them."""
-    return None if model.users is None else to_spark(spark, model.users)
+    if model.users is None or isinstance(model.users, DataFrame):  # a DataFrame: kept on the executors
+        return model.users
+    return to_spark(spark, model.users)
 
 
 def recommend_users(model: Model, entries: DataFrame, k: int, exclude_seen: bool = True,

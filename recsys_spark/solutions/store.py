@@ -37,8 +37,11 @@ class SparkFiles:
     def read_table(self, uri: str) -> pa.Table:
         return self.spark.read.parquet(uri).toArrow()
 
-    def write_table(self, uri: str, table: pa.Table) -> None:
-        to_spark(self.spark, table).coalesce(1).write.mode("errorifexists").parquet(uri)
+    def write_table(self, uri: str, table: pa.Table | DataFrame) -> None:
+        """An Arrow table (from the driver) as one file; a DataFrame (a table the executors hold, such as the
+        ``blocked`` ALS engine's user factors) as its tasks write it."""
+        frame = table if isinstance(table, DataFrame) else to_spark(self.spark, table).coalesce(1)
+        frame.write.mode("errorifexists").parquet(uri)
 
 
 def version_store(spark, config: Config) -> VersionStore:

@@ -24,12 +24,13 @@ FOLD_IN_STEPS = 12  # conjugate gradient converges in at most `factors` steps; 1
 
 class FactorModel(Model):
     """Item factors (items, k) + the confidence settings to fold users in; ``users`` (USER_ID, FACTORS)
-    holds the trained users' factors."""
+    holds the trained users' factors: an Arrow table, or, straight from a distributed fit, a Spark DataFrame
+    this module only passes on (the version store writes it from the executors)."""
 
     recipe = "user-personalization"
 
     def __init__(self, item_ids, popularity, item_factors: np.ndarray, settings: FactorSettings,
-                 users: pa.Table | None = None):
+                 users=None):
         super().__init__(item_ids, popularity)
         self.item_factors = item_factors.astype(np.float32)
         self.settings = settings

@@ -1,23 +1,25 @@
 """``user-personalization`` and ``personalized-ranking``: implicit-feedback ALS, fitted by one of three
-engines with one signature (``fit(data, settings) -> (user IDs, user factors, item factors)``), chosen by the
+engines with one signature (``fit(data, settings) -> (users table, item factors)``), chosen by the
 ``engine`` setting (``auto``, the default, picks ``local`` up to ``local_max_interactions`` training
 interactions and ``blocked`` above, see :func:`choose_engine`):
 
 * :mod:`.local`: the solver on the driver, one thread per core;
-* :mod:`.blocked`: the same solver in Spark tasks, one per block of users or items;
-* :mod:`.mllib`: Spark MLlib's ALS, for factor matrices larger than the driver's memory.
+* :mod:`.blocked`: the same solver in Spark tasks, one per block of users or items; the driver holds only
+  the item factors, the user factors stay in their blocks and are written from there;
+* :mod:`.mllib`: Spark MLlib's ALS, which solves each row exactly (normal equations) rather than by a few
+  conjugate-gradient steps: the reference the benchmarks compare against.
 
-``local`` and ``blocked`` start from the same random factors (drawn in sorted user-ID order) and solve the
-same equations (:mod:`recsys_spark.core.kernels.als`), so they give the same model up to float rounding.
-The model is :mod:`recsys_spark.core.models.factors`: users whose interactions are newer than the model, or
-who are not in it, are folded in at scoring time from the item factors and their history.
+``local`` and ``blocked`` start from the same random factors (a user's drawn from its ID and the seed) and
+solve the same equations (:mod:`recsys_spark.core.kernels.als`), so they give the same model up to float
+rounding. The model is :mod:`recsys_spark.core.models.factors`: users whose interactions are newer than the
+model, or who are not in it, are folded in at scoring time from the item factors and their history.
 """
 
 from __future__ import annotations
 
 import logging
 
-from recsys_spark.core.models.factors import FactorModel, RankingModel, user_table
+from recsys_spark.core.models.factors import FactorModel, RankingModel
 from recsys_spark.core.settings import FactorSettings
 from recsys_spark.recipes.als import blocked, local, mllib
 from recsys_spark.recipes.fitting import Recipe, TrainingSet
@@ -33,8 +35,8 @@ class UserPersonalization(Recipe):
         s: FactorSettings = self.settings
         engine = choose_engine(s, data.rows, dict(data.spark.sparkContext.getConf().getAll()))
         log.info("%s: %s engine, %d interactions", self.name, engine, data.rows)
-        user_ids, user_factors, item_factors = ENGINES[engine](data, s)
-        return FactorModel(data.item_ids, data.popularity, item_factors, s, user_table(user_ids, user_factors))
+        users, item_factors = ENGINES[engine](data, s)
+        return FactorModel(data.item_ids, data.popularity, item_factors, s, users)
 
 
 class PersonalizedRanking(UserPersonalization):

@@ -1,104 +1,199 @@
-"""The ``blocked`` ALS engine: the same solver in Spark tasks. The interactions are cut once into CSR blocks
-of users and of items, cached in Spark; each half-iteration broadcasts the other side's factors and solves
-every block in its own task with a few warm-started conjugate-gradient steps. Cost per iteration is
-O(interactions x factors); both factor matrices pass through the driver, which bounds the model at
-(users + items) x factors x 4 bytes (256 MB for a million users at 64 factors).
+"""The ``blocked`` ALS engine: the same solver in Spark tasks, the user factors never on the driver.
+
+The interactions are cut once into blocks of users (by a hash of USER_ID) and blocks of items (item index
+modulo the item-block count), kept in Spark as CSR. Each user block also keeps its *out-blocks*: for every
+item block, which of its users have interactions there (as MLlib's ALS does). One iteration:
+
+* users: the item factors (the driver holds them: items x factors) are broadcast; each task solves its user
+  block from its users' previous factors, which stay in their partition (an RDD zipped with the blocks,
+  persisted), and returns only its share of the users' Gram matrix (factors x factors);
+* items: each user block sends each item block the factors of its out-block for it (a shuffle of at most
+  min(interactions, users x item blocks) x factors x 4 bytes); each item block solves its items, and the
+  new item factors are collected.
+
+So the driver holds the item factors and a few numbers per block, whatever the number of users, and the
+trained user factors are written by the tasks that hold them: the model's ``users`` table is a DataFrame
+over the last iteration's persisted partitions. Same starting factors and same equations as ``local``
+(:mod:`recsys_spark.core.kernels.als`), so the same model up to float rounding.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from pyspark import TaskContext
+from pyspark import StorageLevel, TaskContext
+from pyspark.serializers import BatchedSerializer, CPickleSerializer
 from pyspark.sql import functions as F
 
 from recsys_spark.core.kernels.als import gram, solve_block
+from recsys_spark.core.models.base import vectors
 from recsys_spark.core.settings import FactorSettings
 from recsys_spark.partitioning import by_key
-from recsys_spark.recipes.als.common import initial_factors, sorted_codes
+from recsys_spark.recipes.als.common import initial_items, initial_users, sorted_codes
 from recsys_spark.recipes.fitting import TrainingSet, pack, unpack
 
 log = logging.getLogger(__name__)
 
+# Events per user block: tens of MB in a Python worker.
+USER_BLOCK_EVENTS = 2_000_000
+# Events per item block. Fewer, larger item blocks ship fewer copies of a user's factors (one per item
+# block the user touched); 8 million events are ~150 MB of CSR plus the factors received.
+ITEM_BLOCK_EVENTS = 8_000_000
+# Iterations between truncations of the factors' lineage (each iteration adds a few RDDs to it).
+LINEAGE_ITERATIONS = 10
+KEEP = StorageLevel.MEMORY_AND_DISK
 
-@dataclass
-class Blocks:
-    """CSR blocks cached in Spark as an RDD of packed bytes (they ship to the Python workers ~3x faster
-    than a binary column through Arrow: 0.2 s against 0.6 s per pass, measured). A block's row ``r`` is
-    global row ``offsets[part] + keys[r]``."""
 
-    rdd: object
-    offsets: np.ndarray
-
-
-def fit(data: TrainingSet, s: FactorSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user IDs sorted per partition, user factors, item factors)."""
+def fit(data: TrainingSet, s: FactorSettings):
+    """(the users table as a Spark DataFrame: USER_ID, FACTORS; item factors)."""
     spark = data.spark
-    # One task per core (a Spark job costs 0.1-0.2 s per wave of tasks here), blocks of at most ~2 million
-    # events (tens of MB in a Python worker).
-    parts = max(spark.sparkContext.defaultParallelism, -(-data.rows // 2_000_000))
-    user_ids, by_user, by_item = _blocks(data, parts, s.alpha)
-    users, items = initial_factors(user_ids, len(data.item_ids), s)
+    cores = spark.sparkContext.defaultParallelism
+    user_parts = max(cores, -(-data.rows // USER_BLOCK_EVENTS))
+    item_parts = max(cores, -(-data.rows // ITEM_BLOCK_EVENTS))
+    user_blocks, item_blocks = _blocks(data, user_parts, item_parts, s.alpha)
+    items = initial_items(len(data.item_ids), s)
+    # (user block, its users' factors): the factors stay beside their block from one iteration to the next.
+    state = user_blocks.map(lambda blob: (blob, initial_users(_names(unpack(blob)), s)))
     try:
         for iteration in range(s.iterations):
-            users = _half_step(spark, by_user, users, items, s)
-            items = _half_step(spark, by_item, items, users, s)
+            shared = spark.sparkContext.broadcast((items, gram(items, s.regularization)))
+            try:
+                solved = state.map(lambda pair: _solve_users(pair, shared, s.cg_steps)).persist(KEEP)
+                if iteration % LINEAGE_ITERATIONS == LINEAGE_ITERATIONS - 1:
+                    solved.localCheckpoint()
+                items = _solve_items(solved, item_blocks, shared, s)  # one Spark job for the whole iteration
+                state.unpersist()
+                state = solved
+            finally:
+                shared.unpersist()
             log.debug("ALS iteration %d of %d done", iteration + 1, s.iterations)
+        named = state.map(_named).persist(KEEP)
+        named.count()  # before the blocks it is made from go
     finally:
-        by_user.rdd.unpersist()
-        by_item.rdd.unpersist()
-    return user_ids, users, items
+        for rdd in (state, user_blocks, item_blocks):
+            rdd.unpersist()
+    frame = spark.createDataFrame(named.map(lambda blob: (blob,)), "BLOCK binary")
+    return frame.mapInArrow(_users_table, "USER_ID string, FACTORS array<float>"), items
 
 
-def _blocks(data: TrainingSet, parts: int, alpha: float):
-    """(user IDs, user blocks, item blocks): the confidences as CSR blocks of users and of items. One
-    shuffle of the events by user builds the user blocks (the events of a (user, item) pair summed there,
-    each partition's users numbered locally in sorted order); the item blocks are cut from them by a
-    shuffle of only parts x parts packed pieces."""
+def _blocks(data: TrainingSet, user_parts: int, item_parts: int, alpha: float):
+    """(user blocks, item blocks), both persisted RDDs of packed CSR blocks, one per partition.
+
+    A user block: ``indptr``, ``cols`` (item indices), ``conf`` for its users numbered 0..n-1 in sorted ID
+    order, their IDs, and ``out_ptr`` / ``out_keys``: item block t needs the factors of users
+    ``out_keys[out_ptr[t]:out_ptr[t + 1]]``. An item block: ``keys`` (its item indices), ``indptr``,
+    ``cols`` (positions in the user factors it receives, concatenated in user-block order), ``conf``."""
     def by_user(batches):
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
-        names, rows = sorted_codes(table.column("USER_ID").combine_chunks())  # sorted: reproducible numbering
+        names, rows = sorted_codes(table.column("USER_ID").combine_chunks())
         weights = table.column("WEIGHT").to_numpy().astype(np.float32)
-        keys, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), weights)
-        yield pa.record_batch([pa.array([pack(part=np.int64(TaskContext.get().partitionId()), keys=keys,
-                                              indptr=indptr, cols=cols, conf=1.0 + alpha * summed,
-                                              **_pack_strings(names))], pa.binary())], names=["BLOCK"])
+        _, indptr, cols, summed = _csr(rows, table.column("ITEM_IDX").to_numpy(), weights)  # every row has events
+        owner = np.repeat(np.arange(len(names), dtype=np.int64), np.diff(indptr))
+        needed = np.unique((cols % item_parts).astype(np.int64) * len(names) + owner)  # (item block, user) pairs
+        yield pa.record_batch([pa.array([pack(
+            part=np.int64(TaskContext.get().partitionId()), indptr=indptr, cols=cols, conf=1.0 + alpha * summed,
+            out_ptr=np.searchsorted(needed // len(names), np.arange(item_parts + 1)), out_keys=needed % len(names),
+            **_pack_strings(names))], pa.binary())], names=["BLOCK"])
 
     events = data.interactions.select("USER_ID", "ITEM_IDX", F.col("WEIGHT").cast("float").alias("WEIGHT"))
-    users = (by_key(events, parts, "USER_ID").mapInArrow(by_user, "BLOCK binary")
-             .rdd.map(lambda r: bytes(r.BLOCK)).cache())
-    def names(blob: bytes) -> tuple[int, np.ndarray]:
-        b = unpack(blob)
-        return int(b["part"]), _unpack_strings(b)
-
-    named = sorted(users.map(names).collect())
-    user_ids = np.concatenate([ids for _, ids in named]) if named else np.array([], dtype=object)
-    # Partition p's users are numbered from offsets[p] on, in their sorted order.
-    offsets = np.zeros(parts, dtype=np.int64)
-    offsets[[p for p, _ in named]] = np.cumsum([0] + [len(ids) for _, ids in named])[:-1]
+    users = (by_key(events, user_parts, "USER_ID").mapInArrow(by_user, "BLOCK binary")
+             .rdd.map(lambda r: bytes(r.BLOCK)).persist(KEEP))
 
     def pieces(blob: bytes):
         b = unpack(blob)
-        rows = np.repeat(b["keys"] + offsets[b["part"]], np.diff(b["indptr"]))
-        target = b["cols"] % parts
-        for t in np.unique(target):
-            mine = target == t
-            yield int(t), pack(rows=b["cols"][mine], cols=rows[mine], conf=b["conf"][mine])
+        owner = np.repeat(np.arange(len(b["indptr"]) - 1), np.diff(b["indptr"]))
+        target = b["cols"] % item_parts
+        order = np.argsort(target, kind="stable")
+        bounds = np.searchsorted(target[order], np.arange(item_parts + 1))
+        ptr, keys = b["out_ptr"], b["out_keys"]
+        for t in np.flatnonzero(np.diff(ptr)):
+            mine = order[bounds[t]:bounds[t + 1]]
+            sent = keys[ptr[t]:ptr[t + 1]]
+            yield int(t), (int(b["part"]), len(sent), b["cols"][mine], np.searchsorted(sent, owner[mine]),
+                           b["conf"][mine])
 
-    def by_item(pairs):
-        got = [unpack(blob) for _, blob in pairs]
-        if got:
-            keys, indptr, cols, conf = _csr(*(np.concatenate([g[k] for g in got]) for k in ("rows", "cols", "conf")))
-            yield pack(keys=keys, indptr=indptr, cols=cols, conf=conf, part=np.int64(0))
+    def by_item(got):
+        got = sorted((piece for _, piece in got), key=lambda piece: piece[0])
+        base = np.cumsum([0] + [piece[1] for piece in got])
+        parts = [np.concatenate(arrays) if got else np.zeros(0, dtype) for arrays, dtype in (
+            ([p[2] for p in got], np.int32), ([p[3] + b for p, b in zip(got, base)], np.int64),
+            ([p[4] for p in got], np.float32))]
+        keys, indptr, cols, conf = _csr(*parts)
+        yield pack(keys=keys, indptr=indptr, cols=cols, conf=conf, received=np.int64(base[-1]))
 
-    items = users.flatMap(pieces).partitionBy(parts, lambda t: t).mapPartitions(by_item).cache()
+    items = _one_per_batch(users.flatMap(pieces).partitionBy(item_parts, lambda t: t)
+                           .mapPartitions(by_item, preservesPartitioning=True)).persist(KEEP)
     items.count()
-    return user_ids, Blocks(users, offsets), Blocks(items, np.zeros(1, dtype=np.int64))
+    return users, items
+
+
+def _solve_users(pair, shared, steps: int):
+    blob, x0 = pair
+    b = unpack(blob)
+    item_factors, items_gram = shared.value
+    return blob, solve_block(b["indptr"], b["cols"], b["conf"], x0, item_factors, items_gram, steps)
+
+
+def _solve_items(solved, item_blocks, shared, s: FactorSettings) -> np.ndarray:
+    """New item factors, in one Spark job: every user block (solved as this job's first stage) sends each
+    item block the factors it needs and its share of the users' Gram matrix (one shuffle); every item block
+    sums those shares, solves its items, and the driver gathers them."""
+    parts = item_blocks.getNumPartitions()
+
+    def send(pair):
+        blob, x = pair
+        b = unpack(blob)
+        ptr, keys = b["out_ptr"], b["out_keys"]
+        x64 = x.astype(np.float64)
+        share = x64.T @ x64  # summed in float64, as gram() does
+        for t in range(parts):
+            yield t, (int(b["part"]), x[keys[ptr[t]:ptr[t + 1]]], share)
+
+    def gather(got):
+        yield sorted((piece for _, piece in got), key=lambda piece: piece[0])
+
+    def solve(pair):
+        blob, received = pair
+        b = unpack(blob)
+        other = np.concatenate([x for _, x, _ in received] or [np.zeros((0, s.factors), np.float32)])
+        assert len(other) == b["received"], "an item block received other users than it was built for"
+        users_gram = (sum(share for _, _, share in received) + s.regularization * np.eye(s.factors))
+        return b["keys"], solve_block(b["indptr"], b["cols"], b["conf"], shared.value[0][b["keys"]], other,
+                                      users_gram.astype(np.float32), s.cg_steps)
+
+    shipped = _one_per_batch(solved.flatMap(send).partitionBy(parts, lambda t: t)
+                             .mapPartitions(gather, preservesPartitioning=True))
+    out = shared.value[0].copy()
+    for keys, factors in item_blocks.zip(shipped).map(solve).collect():
+        out[keys] = factors
+    return out
+
+
+def _one_per_batch(rdd):
+    """``rdd`` serialized one element per batch. ``zip`` re-serializes both sides (an extra pass through a
+    Python worker, ~0.2 s a job here) unless their batch sizes are equal and fixed, as this makes them;
+    on a pipelined RDD it costs nothing."""
+    return rdd._reserialize(BatchedSerializer(CPickleSerializer(), 1))
+
+
+def _named(pair) -> bytes:
+    """A user block's IDs and factors, packed."""
+    blob, x = pair
+    b = unpack(blob)
+    return pack(id_offsets=b["id_offsets"], id_bytes=b["id_bytes"], factors=x)
+
+
+def _users_table(batches):
+    """Named factor blocks -> Arrow batches of USER_ID, FACTORS (in the tasks that hold them)."""
+    for batch in batches:
+        for blob in batch.column(0).to_pylist():
+            b = unpack(blob)
+            yield pa.record_batch([pa.array(_names(b), pa.string()), vectors(b["factors"])],
+                                  names=["USER_ID", "FACTORS"])
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray):
@@ -119,30 +214,7 @@ def _pack_strings(values: pa.StringArray) -> dict[str, np.ndarray]:
             "id_bytes": np.frombuffer(data, np.uint8).copy() if data is not None else np.zeros(0, np.uint8)}
 
 
-def _unpack_strings(arrays: dict[str, np.ndarray]) -> np.ndarray:
+def _names(arrays: dict[str, np.ndarray]) -> np.ndarray:
     offsets, data = arrays["id_offsets"], arrays["id_bytes"]
     values = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
     return values.to_numpy(zero_copy_only=False).astype(object)
-
-
-def _half_step(spark, blocks: Blocks, own: np.ndarray, other: np.ndarray, s: FactorSettings) -> np.ndarray:
-    """New factors for every row of ``blocks``, the other side's factors broadcast; returns ``own`` with the
-    solved rows replaced."""
-    shared = spark.sparkContext.broadcast((own, other, gram(other, s.regularization)))
-    steps, offsets = s.cg_steps, blocks.offsets
-
-    def solve(blob: bytes) -> bytes:
-        own_f, other_f, gram_reg = shared.value
-        b = unpack(blob)
-        keys = b["keys"] + offsets[b["part"]]
-        return pack(keys=keys, factors=solve_block(b["indptr"], b["cols"], b["conf"], own_f[keys], other_f, gram_reg,
-                                                   steps))
-
-    try:
-        out = own.copy()
-        for blob in blocks.rdd.map(solve).collect():
-            part = unpack(blob)
-            out[part["keys"]] = part["factors"]
-        return out
-    finally:
-        shared.unpersist()

@@ -14,25 +14,26 @@ from pyspark.sql import functions as F
 
 from recsys_spark.core.kernels.als import gram, solve_in_threads
 from recsys_spark.core.settings import FactorSettings
-from recsys_spark.recipes.als.common import initial_factors, sorted_codes
+from recsys_spark.core.models.factors import user_table
+from recsys_spark.recipes.als.common import initial_items, initial_users, sorted_codes
 from recsys_spark.recipes.fitting import TrainingSet
 
 log = logging.getLogger(__name__)
 
 
-def fit(data: TrainingSet, s: FactorSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user IDs sorted, user factors, item factors)."""
+def fit(data: TrainingSet, s: FactorSettings):
+    """(the users table: USER_ID, FACTORS; item factors)."""
     user_ids, by_user = _confidence_matrix(data, s.alpha)
     by_item = by_user.tocsc()  # the same entries grouped by item, users ascending within each
     threads = _driver_cores(data.spark)
-    users, items = initial_factors(user_ids, len(data.item_ids), s)
+    users, items = initial_users(user_ids, s), initial_items(len(data.item_ids), s)
     for iteration in range(s.iterations):
         users = solve_in_threads(by_user.indptr, by_user.indices, by_user.data, users, items,
                                  gram(items, s.regularization), s.cg_steps, threads)
         items = solve_in_threads(by_item.indptr, by_item.indices, by_item.data, items, users,
                                  gram(users, s.regularization), s.cg_steps, threads)
         log.debug("ALS iteration %d of %d done", iteration + 1, s.iterations)
-    return user_ids, users, items
+    return user_table(user_ids, users), items
 
 
 def _confidence_matrix(data: TrainingSet, alpha: float):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 from pyspark.sql import functions as F
 
+from recsys_spark.core.models.factors import user_table
 from recsys_spark.core.settings import FactorSettings
 from recsys_spark.recipes.fitting import TrainingSet, id_index, to_pandas
 
 
-def fit(data: TrainingSet, s: FactorSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user IDs sorted, user factors, item factors)."""
+def fit(data: TrainingSet, s: FactorSettings):
+    """(the users table: USER_ID, FACTORS; item factors)."""
     from pyspark.ml.recommendation import ALS
 
     spark = data.spark
@@ -38,4 +39,4 @@ def fit(data: TrainingSet, s: FactorSettings) -> tuple[np.ndarray, np.ndarray, n
         pdf = to_pandas(frame)
         if len(pdf):
             target[pdf["id"].to_numpy()] = np.stack(pdf["features"].to_numpy())
-    return user_ids, users, items
+    return user_table(user_ids, users), items
