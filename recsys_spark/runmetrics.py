@@ -36,6 +36,7 @@ class RunMetrics:
     cpu_seconds: float = 0.0
     tasks: int = 0
     peak_execution_memory: int = 0
+    shuffle_write_bytes: int = 0
     wall_seconds: float = 0.0
     cores: int = 0
     allocated_core_seconds: float | None = None
@@ -73,17 +74,9 @@ class RunMetrics:
 
     def _collect(self) -> None:
         jsc = self.spark.sparkContext._jsc
-        store = jsc.sc().statusStore()
-        job_ids = list(jsc.statusTracker().getJobIdsForGroup(self.run_id))
-        stage_ids = set()
-        for job_id in job_ids:
-            stage_ids.update(int(s) for s in _seq(store.job(job_id).stageIds()))
-        for stage_id in stage_ids:
-            for attempt in _seq(store.stageData(stage_id, False, None, False, None)):
-                self.executor_seconds += attempt.executorRunTime() / 1000.0
-                self.cpu_seconds += attempt.executorCpuTime() / 1e9
-                self.tasks += attempt.numCompleteTasks() + attempt.numFailedTasks()
-                self.peak_execution_memory = max(self.peak_execution_memory, attempt.peakExecutionMemory())
+        totals = stage_totals(jsc.sc().statusStore(), list(jsc.statusTracker().getJobIdsForGroup(self.run_id)))
+        for name, value in totals.items():
+            setattr(self, name, value)
 
     def cost(self, price_per_core_hour: float) -> dict:
         """Allocated core-hours (from the executors that ran; ``cores_basis`` says which way) and their price."""
@@ -105,6 +98,24 @@ class _Phase:
 
     def __exit__(self, *exc):
         self.metrics.phases[self.name] = self.metrics.phases.get(self.name, 0.0) + time.perf_counter() - self.started
+
+
+def stage_totals(store, job_ids) -> dict:
+    """Task metrics of every stage of the jobs ``job_ids``, from the driver's status store, summed
+    (``peak_execution_memory``: the largest)."""
+    out = {"executor_seconds": 0.0, "cpu_seconds": 0.0, "tasks": 0, "peak_execution_memory": 0,
+           "shuffle_write_bytes": 0}
+    stage_ids = set()
+    for job_id in job_ids:
+        stage_ids.update(int(s) for s in _seq(store.job(job_id).stageIds()))
+    for stage_id in stage_ids:
+        for attempt in _seq(store.stageData(stage_id, False, None, False, None)):
+            out["executor_seconds"] += attempt.executorRunTime() / 1000.0
+            out["cpu_seconds"] += attempt.executorCpuTime() / 1e9
+            out["tasks"] += attempt.numCompleteTasks() + attempt.numFailedTasks()
+            out["peak_execution_memory"] = max(out["peak_execution_memory"], attempt.peakExecutionMemory())
+            out["shuffle_write_bytes"] += attempt.shuffleWriteBytes()
+    return out
 
 
 def executor_spans(store, now: float) -> list[tuple[float, float, int]]:

@@ -121,6 +121,7 @@ def run_batch(spark, config: Config, name: str) -> BatchResult:
             "executor_run_seconds": round(metrics.executor_seconds, 3),
             "executor_cpu_seconds": round(metrics.cpu_seconds, 3), "tasks": metrics.tasks, "cores": metrics.cores,
             "peak_execution_memory_bytes": metrics.peak_execution_memory,
+            "shuffle_write_bytes": metrics.shuffle_write_bytes,
             **metrics.cost(config.cost.price_per_core_hour_usd),
         }
         facts["cost_per_1000_users_usd"] = round(facts["estimated_cost_usd"] / max(lines, 1) * 1000, 8)
