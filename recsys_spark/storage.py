@@ -197,13 +197,19 @@ def list_names(spark, uri: str) -> list[str]:
 def newest_ms(spark, uri: str) -> int:
     """The newest modification time (epoch milliseconds) of the files under ``uri`` (a folder's own time is
     not used: object stores have none); 0 when it holds none."""
+    return time_span(spark, uri)[1]
+
+
+def time_span(spark, uri: str) -> tuple[int, int]:
+    """(oldest, newest) modification times (epoch milliseconds) of the files under ``uri``; (0, 0) when it
+    holds none."""
     path, fs = _hadoop_path(spark, uri)
-    newest = 0
+    times = []
     if fs.exists(path):
         listing = fs.listFiles(path, True)
         while listing.hasNext():
-            newest = max(newest, int(listing.next().getModificationTime()))
-    return newest
+            times.append(int(listing.next().getModificationTime()))
+    return (min(times), max(times)) if times else (0, 0)
 
 
 def read_bytes(spark, uri: str) -> bytes:

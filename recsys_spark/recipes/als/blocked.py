@@ -24,7 +24,6 @@ import logging
 import numpy as np
 import pyarrow as pa
 from pyspark import StorageLevel, TaskContext
-from pyspark.serializers import BatchedSerializer, CPickleSerializer
 from pyspark.sql import functions as F
 
 from recsys_spark.core.kernels.als import gram, solve_block
@@ -38,9 +37,9 @@ log = logging.getLogger(__name__)
 
 # Events per user block: tens of MB in a Python worker.
 USER_BLOCK_EVENTS = 2_000_000
-# Events per item block. Fewer, larger item blocks ship fewer copies of a user's factors (one per item
-# block the user touched); 8 million events are ~150 MB of CSR plus the factors received.
-ITEM_BLOCK_EVENTS = 8_000_000
+# Events per item block, at most. Fewer, larger item blocks ship fewer copies of a user's factors (one per
+# item block the user touched); 10 million events are ~120 MB of CSR plus the factors received.
+ITEM_BLOCK_EVENTS = 10_000_000
 # Iterations between truncations of the factors' lineage (each iteration adds a few RDDs to it).
 LINEAGE_ITERATIONS = 10
 KEEP = StorageLevel.MEMORY_AND_DISK
@@ -51,7 +50,8 @@ def fit(data: TrainingSet, s: FactorSettings):
     spark = data.spark
     cores = spark.sparkContext.defaultParallelism
     user_parts = max(cores, -(-data.rows // USER_BLOCK_EVENTS))
-    item_parts = max(cores, -(-data.rows // ITEM_BLOCK_EVENTS))
+    # A multiple of the cores: 3 item blocks on 2 cores took two rounds of tasks, the second on one core.
+    item_parts = cores * -(-data.rows // (ITEM_BLOCK_EVENTS * cores))
     user_blocks, item_blocks = _blocks(data, user_parts, item_parts, s.alpha)
     items = initial_items(len(data.item_ids), s)
     # (user block, its users' factors): the factors stay beside their block from one iteration to the next.
@@ -116,17 +116,17 @@ def _blocks(data: TrainingSet, user_parts: int, item_parts: int, alpha: float):
             yield int(t), (int(b["part"]), len(sent), b["cols"][mine], np.searchsorted(sent, owner[mine]),
                            b["conf"][mine])
 
-    def by_item(got):
+    def by_item(index, got):
         got = sorted((piece for _, piece in got), key=lambda piece: piece[0])
         base = np.cumsum([0] + [piece[1] for piece in got])
         parts = [np.concatenate(arrays) if got else np.zeros(0, dtype) for arrays, dtype in (
             ([p[2] for p in got], np.int32), ([p[3] + b for p, b in zip(got, base)], np.int64),
             ([p[4] for p in got], np.float32))]
         keys, indptr, cols, conf = _csr(*parts)
-        yield pack(keys=keys, indptr=indptr, cols=cols, conf=conf, received=np.int64(base[-1]))
+        yield index, pack(keys=keys, indptr=indptr, cols=cols, conf=conf, received=np.int64(base[-1]))
 
-    items = _one_per_batch(users.flatMap(pieces).partitionBy(item_parts, lambda t: t)
-                           .mapPartitions(by_item, preservesPartitioning=True)).persist(KEEP)
+    items = (users.flatMap(pieces).partitionBy(item_parts, lambda t: t)
+             .mapPartitionsWithIndex(by_item, preservesPartitioning=True).persist(KEEP))
     items.count()
     return users, items
 
@@ -140,8 +140,10 @@ def _solve_users(pair, shared, steps: int):
 
 def _solve_items(solved, item_blocks, shared, s: FactorSettings) -> np.ndarray:
     """New item factors, in one Spark job: every user block (solved as this job's first stage) sends each
-    item block the factors it needs and its share of the users' Gram matrix (one shuffle); every item block
-    sums those shares, solves its items, and the driver gathers them."""
+    item block the factors it needs and its share of the users' Gram matrix; one shuffle brings them
+    together with the item block itself (cheaper than zipping the cached blocks with the shuffled factors:
+    that takes the factors through one more pass between the JVM and Python, ~1 s an iteration at 20 million
+    interactions here); every item block solves its items and the driver gathers them."""
     parts = item_blocks.getNumPartitions()
 
     def send(pair):
@@ -153,31 +155,26 @@ def _solve_items(solved, item_blocks, shared, s: FactorSettings) -> np.ndarray:
         for t in range(parts):
             yield t, (int(b["part"]), x[keys[ptr[t]:ptr[t + 1]]], share)
 
-    def gather(got):
-        yield sorted((piece for _, piece in got), key=lambda piece: piece[0])
-
-    def solve(pair):
-        blob, received = pair
+    def solve(got):
+        blob, received = None, []
+        for _, value in got:
+            if isinstance(value, bytes):
+                blob = value
+            else:
+                received.append(value)
         b = unpack(blob)
+        received.sort(key=lambda piece: piece[0])  # the order the block numbered its users in
         other = np.concatenate([x for _, x, _ in received] or [np.zeros((0, s.factors), np.float32)])
         assert len(other) == b["received"], "an item block received other users than it was built for"
         users_gram = (sum(share for _, _, share in received) + s.regularization * np.eye(s.factors))
-        return b["keys"], solve_block(b["indptr"], b["cols"], b["conf"], shared.value[0][b["keys"]], other,
-                                      users_gram.astype(np.float32), s.cg_steps)
+        yield b["keys"], solve_block(b["indptr"], b["cols"], b["conf"], shared.value[0][b["keys"]], other,
+                                     users_gram.astype(np.float32), s.cg_steps)
 
-    shipped = _one_per_batch(solved.flatMap(send).partitionBy(parts, lambda t: t)
-                             .mapPartitions(gather, preservesPartitioning=True))
     out = shared.value[0].copy()
-    for keys, factors in item_blocks.zip(shipped).map(solve).collect():
+    together = item_blocks.union(solved.flatMap(send)).partitionBy(parts, lambda t: t)
+    for keys, factors in together.mapPartitions(solve).collect():
         out[keys] = factors
     return out
-
-
-def _one_per_batch(rdd):
-    """``rdd`` serialized one element per batch. ``zip`` re-serializes both sides (an extra pass through a
-    Python worker, ~0.2 s a job here) unless their batch sizes are equal and fixed, as this makes them;
-    on a pipelined RDD it costs nothing."""
-    return rdd._reserialize(BatchedSerializer(CPickleSerializer(), 1))
 
 
 def _named(pair) -> bytes:
