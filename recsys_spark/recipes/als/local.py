@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 from pyspark.sql import functions as F
 
 from recsys_spark.core.kernels.als import gram, solve_in_threads
