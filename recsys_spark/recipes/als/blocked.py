@@ -2,14 +2,16 @@
 
 The interactions are cut once into blocks of users (by a hash of USER_ID) and blocks of items (item index
 modulo the item-block count), kept in Spark as CSR. Each user block also keeps its *out-blocks*: for every
-item block, which of its users have interactions there (as MLlib's ALS does). One iteration:
+item block, which of its users have interactions there (as MLlib's ALS does). One iteration is one Spark
+job:
 
 * users: the item factors (the driver holds them: items x factors) are broadcast; each task solves its user
-  block from its users' previous factors, which stay in their partition (an RDD zipped with the blocks,
-  persisted), and returns only its share of the users' Gram matrix (factors x factors);
-* items: each user block sends each item block the factors of its out-block for it (a shuffle of at most
-  min(interactions, users x item blocks) x factors x 4 bytes); each item block solves its items, and the
-  new item factors are collected.
+  block from its users' previous factors, which stay beside their block in a persisted RDD of (block,
+  factors), and sends each item block the factors of its out-block for it and its share of the users' Gram
+  matrix (factors x factors);
+* items: one shuffle brings each item block (cached) together with what the user blocks sent it (at most
+  min(interactions, users x item blocks) x factors x 4 bytes in all); it solves its items, and the new item
+  factors are collected.
 
 So the driver holds the item factors and a few numbers per block, whatever the number of users, and the
 trained user factors are written by the tasks that hold them: the model's ``users`` table is a DataFrame
