@@ -11,7 +11,8 @@
 6. scratch left by killed runs (``_staging/``, training checkpoints) older than ``scratch_retention_hours``.
 
 Each action is one row in ``_jobs`` (kind ``maintain``, named by what it did and where) with its counts:
-files before and after, files removed, bytes freed. An action that fails is recorded as FAILED and the
+files before and after, files removed, bytes freed; the rows are appended together when the run ends
+(one commit instead of one per action). An action that fails is recorded as FAILED and the
 others still run; the job then fails naming it.
 
 >>> print(run_maintain(spark, config).summary())          # doctest: +SKIP
@@ -36,9 +37,10 @@ from recsys_spark.core.store import MANIFEST
 from recsys_spark.datasets import housekeeping
 from recsys_spark.datasets.deletion import purge_tables
 from recsys_spark.datasets.warehouse import Warehouse
-from recsys_spark.jobruns import JobRun, job_run
+from recsys_spark.jobruns import JobRun, append_rows, job_run, new_job_id
 from recsys_spark.killpoints import kill_point
 from recsys_spark.solutions.store import version_store
+from recsys_spark.writerlock import root_lock
 
 log = logging.getLogger(__name__)
 DATASETS = ("interactions", "users", "items")
@@ -68,12 +70,12 @@ class MaintainResult:
 def run_maintain(spark: SparkSession, config: Config) -> MaintainResult:
     """Run every maintenance action of the config's warehouse (see the module docstring)."""
     warehouse = Warehouse(spark, config)
-    settings = config.maintain
     result = MaintainResult(before=storage.footprint(spark, warehouse.root))
+    rows = []  # the actions' _jobs rows, written in one commit at the end
 
     def act(name: str, work: Callable[[JobRun], None]) -> None:
         try:
-            with job_run(warehouse, "maintain", name, {"root": warehouse.root}) as run:
+            with job_run(warehouse, "maintain", name, {"root": warehouse.root}, rows=rows) as run:
                 work(run)
         except Exception as e:  # noqa: BLE001 - recorded as FAILED; the other actions still run
             log.error("maintain %s failed: %s", name, e)
@@ -81,6 +83,21 @@ def run_maintain(spark: SparkSession, config: Config) -> MaintainResult:
             return
         result.actions.append((name, dict(run.counts)))
 
+    try:
+        _act_all(spark, config, warehouse, act)
+    finally:
+        with root_lock(config, new_job_id("maintain"), "maintain"):
+            append_rows(warehouse, rows)
+    result.after = storage.footprint(spark, warehouse.root)
+    if result.failed:
+        raise RuntimeError(f"maintain: {len(result.failed)} action(s) failed (see `recsys-spark jobs`): "
+                           + "; ".join(result.failed))
+    return result
+
+
+def _act_all(spark: SparkSession, config: Config, warehouse: Warehouse, act) -> None:
+    """Every action, in order, through ``act(name, work)``."""
+    settings = config.maintain
     for job_id, tables in _due_purges(warehouse):
         def purge(run: JobRun, tables=tables, job_id=job_id) -> None:
             run.metrics["deletion_job"] = job_id
@@ -102,13 +119,8 @@ def run_maintain(spark: SparkSession, config: Config) -> MaintainResult:
     if settings.batch_output_retention_days is not None:
         act("batch-outputs", lambda run: _expire_outputs(spark, config, run))
     act("scratch", lambda run: _clear_scratch(spark, warehouse, settings.scratch_retention_hours, run))
-    if warehouse.exists(warehouse.jobs_path):  # last: the rows above are in it
+    if warehouse.exists(warehouse.jobs_path):  # last: the rows of earlier jobs are in it
         act("table _jobs", lambda run: _tidy_table(spark, warehouse.jobs_path, None, settings, run))
-    result.after = storage.footprint(spark, warehouse.root)
-    if result.failed:
-        raise RuntimeError(f"maintain: {len(result.failed)} action(s) failed (see `recsys-spark jobs`): "
-                           + "; ".join(result.failed))
-    return result
 
 
 def _due_purges(warehouse: Warehouse) -> list[tuple[str, list[str]]]:
