@@ -25,8 +25,18 @@ import numpy as np
 
 def gram(factors: np.ndarray, regularization: float) -> np.ndarray:
     """YtY + reg I (k, k), accumulated in float64, returned as float32."""
+    return regularized(cross(factors), regularization)
+
+
+def cross(factors: np.ndarray) -> np.ndarray:
+    """YtY (k, k) in float64: summed over blocks of rows, then :func:`regularized`, it is :func:`gram`."""
     f = factors.astype(np.float64)
-    return (f.T @ f + regularization * np.eye(f.shape[1])).astype(np.float32)
+    return f.T @ f
+
+
+def regularized(cross_product: np.ndarray, regularization: float) -> np.ndarray:
+    """YtY + reg I as float32, from :func:`cross`."""
+    return (cross_product + regularization * np.eye(cross_product.shape[0])).astype(np.float32)
 
 
 # Rows solved together. Their gathered factors (16,384 x 64 float32 = 4 MB) stay in cache, and the ~20

@@ -28,7 +28,7 @@ import pyarrow as pa
 from pyspark import StorageLevel, TaskContext
 from pyspark.sql import functions as F
 
-from recsys_spark.core.kernels.als import gram, solve_block
+from recsys_spark.core.kernels.als import cross, gram, regularized, solve_block
 from recsys_spark.core.models.base import vectors
 from recsys_spark.core.settings import FactorSettings
 from recsys_spark.partitioning import by_key
@@ -152,8 +152,7 @@ def _solve_items(solved, item_blocks, shared, s: FactorSettings) -> np.ndarray:
         blob, x = pair
         b = unpack(blob)
         ptr, keys = b["out_ptr"], b["out_keys"]
-        x64 = x.astype(np.float64)
-        share = x64.T @ x64  # summed in float64, as gram() does
+        share = cross(x)
         for t in range(parts):
             yield t, (int(b["part"]), x[keys[ptr[t]:ptr[t + 1]]], share)
 
@@ -168,9 +167,9 @@ def _solve_items(solved, item_blocks, shared, s: FactorSettings) -> np.ndarray:
         received.sort(key=lambda piece: piece[0])  # the order the block numbered its users in
         other = np.concatenate([x for _, x, _ in received] or [np.zeros((0, s.factors), np.float32)])
         assert len(other) == b["received"], "an item block received other users than it was built for"
-        users_gram = (sum(share for _, _, share in received) + s.regularization * np.eye(s.factors))
+        users_gram = regularized(sum(share for _, _, share in received), s.regularization)
         yield b["keys"], solve_block(b["indptr"], b["cols"], b["conf"], shared.value[0][b["keys"]], other,
-                                     users_gram.astype(np.float32), s.cg_steps)
+                                     users_gram, s.cg_steps)
 
     out = shared.value[0].copy()
     together = item_blocks.union(solved.flatMap(send)).partitionBy(parts, lambda t: t)
