@@ -125,7 +125,11 @@ class ImportJob(_Strict):
     this share of rejected rows the job fails and commits nothing; ``allow_extra_columns`` (default false):
     ignore CSV columns that are not in the schema instead of failing; ``only_new_files`` (default false;
     INCREMENTAL only): read only the files of the folder not imported before (a ledger of path, size and
-    modification time committed with the data), so a folder of daily drops is read once per file."""
+    modification time committed with the data), so a folder of daily drops is read once per file;
+    ``one_pass_min_mb`` (default 64): a source of at least this many MB whose files' first 64 kB hold no quote
+    is read once, its rows written as they are validated; at the first line that is no valid record (a reject,
+    a quote, a blank line) that pass stops before its commit and the import reads the source in two passes
+    (0: always try one pass first)."""
 
     dataset: Literal["interactions", "users", "items"]
     source: Location
@@ -133,6 +137,7 @@ class ImportJob(_Strict):
     max_reject_ratio: Ratio = 0.01
     allow_extra_columns: bool = False
     only_new_files: bool = False
+    one_pass_min_mb: Annotated[float, Field(ge=0)] = 64
 
     @model_validator(mode="after")
     def _only_new_files_incremental(self):

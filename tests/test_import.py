@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import signal
 import subprocess
@@ -254,3 +256,67 @@ def test_jobs_command_lists_the_history_newest_first(spark, shop, tmp_path, caps
     assert lines[0].startswith("started (UTC)")
     assert "import" in lines[1] and "FAILED" in lines[1] and "error: UserError: source" in lines[2]
     assert "SUCCEEDED" in lines[3] and "accepted 1" in lines[3]
+
+
+def one_pass_import(spark, config, dataset, source, **settings):
+    """An import that tries one pass whatever the source's size; returns its result and how many passes."""
+    wh = Warehouse(spark, config)
+    result = import_csv(wh, ImportJob(dataset=dataset, source=source, one_pass_min_mb=0, **settings))
+    job = spark.read.format("delta").load(wh.jobs_path).where(f"job_id = '{result.job_id}'").first()
+    return result, json.loads(job.metrics)["passes"]
+
+
+def test_a_source_of_valid_records_is_imported_in_one_pass(spark, shop, tmp_path):
+    wh = Warehouse(spark, shop)
+    # Written by Python's csv module (CRLF line ends), users with an ID twice: the later line wins.
+    with open(tmp_path / "users.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("USER_ID", "GENDER", "AGE"), ("u1", "F", 30), ("u2", "M", ""), ("u1", "F", 31)])
+    result, passes = one_pass_import(spark, shop, "users", str(tmp_path / "users.csv"))
+    assert passes == 1 and (result.read, result.accepted, result.inserted, result.unchanged) == (3, 3, 2, 1)
+    assert {r.USER_ID: r.AGE for r in rows(spark, shop, "users").collect()} == {"u1": 31, "u2": None}
+
+    # Daily drops, only the new files: the ledger commits with the rows in the one pass too.
+    drops = tmp_path / "drops"
+    write(drops / "day-1.csv", "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\nu1,i1,1700000000,view\nu2,i2,1700000001,view\n")
+    incremental = {"mode": "INCREMENTAL", "only_new_files": True}
+    result, passes = one_pass_import(spark, shop, "interactions", str(drops), **incremental)
+    assert passes == 1 and (result.inserted, result.new_files) == (2, 1)
+    write(drops / "day-2.csv", "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\nu3,i3,1700000002,view\n")
+    result, passes = one_pass_import(spark, shop, "interactions", str(drops), **incremental)
+    assert passes == 1 and (result.inserted, result.new_files) == (1, 1)
+    assert import_csv(wh, ImportJob(dataset="interactions", source=str(drops), one_pass_min_mb=0,
+                                    **incremental)).new_files == 0
+    assert rows(spark, shop, "interactions").count() == 3
+
+
+def test_one_pass_gives_way_to_two_at_a_reject_or_a_quote_and_commits_nothing_itself(spark, shop, tmp_path):
+    wh = Warehouse(spark, shop)
+    header = "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE\n"
+    plain = "".join(f"u{k},i{k % 50},{1_700_000_000 + k},view,1\n" for k in range(3000))  # > 64 kB
+    # A quoted value after the first 64 kB: the one pass meets it, the two passes read it.
+    source = write(tmp_path / "late-quote.csv", header + plain + 'q1,"i,9",1700009999,view,2\n')
+    result, passes = one_pass_import(spark, shop, "interactions", source)
+    assert passes == 2 and (result.read, result.accepted) == (3001, 3001)
+    assert rows(spark, shop, "interactions").where("USER_ID = 'q1'").first().ITEM_ID == "i,9"
+    before = wh.version("interactions")
+
+    # A reject on the last line: one commit (the two passes'), the reject kept with its line number.
+    source = write(tmp_path / "late-reject.csv", header + plain + "q2,i9,later,view,2\n")
+    result, passes = one_pass_import(spark, shop, "interactions", source)
+    assert passes == 2 and (result.accepted, result.rejected) == (3000, 1)
+    assert wh.version("interactions") == before + 1
+    [reject] = spark.read.format("delta").load(wh.rejects_path("interactions")) \
+        .where(f"job_id = '{result.job_id}'").collect()
+    assert (reject.line_number, reject.line) == (3002, "q2,i9,later,view,2")
+
+    # Over the ratio: neither the one pass nor the two commit.
+    source = write(tmp_path / "bad.csv", header + "u1,i1,x,view,1\nu2,i2,1700000000,view,1\n")
+    with pytest.raises(UserError, match="above max_reject_ratio"):
+        one_pass_import(spark, shop, "interactions", source)
+    assert wh.version("interactions") == before + 1
+
+    # A header alone is never taken for an empty source to commit.
+    source = write(tmp_path / "empty.csv", header)
+    with pytest.raises(UserError, match="has no data rows"):
+        one_pass_import(spark, shop, "interactions", source)
+    assert wh.version("interactions") == before + 1 and rows(spark, shop, "interactions").count() == 3000

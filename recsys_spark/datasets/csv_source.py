@@ -109,13 +109,19 @@ class CsvSource:
                  files: Sequence[str] | None = None):
         self.spark, self.schema = spark, schema
         by_header: dict[str, list[str]] = defaultdict(list)
-        problems = []
+        problems, quotes, data = [], False, False
         for path in list_files(spark, source, CSV_SUFFIXES) if files is None else files:
-            line = read_head(spark, path).split(b"\n", 1)[0].decode("utf-8", "replace")
+            head = read_head(spark, path)
+            line, *rest = head.decode("utf-8", "replace").split("\n")
             if "\r" in line.rstrip("\r"):
                 problems.append(f"{path}: lines end with a lone carriage return (old Mac line ends); save the file "
                                 "with LF or CRLF line ends")
             by_header[normalized(line)].append(path)
+            quotes = quotes or b'"' in head
+            data = data or any(normalized(r).strip(" \t") not in ("", normalized(line)) for r in rest)
+        # Whether one pass may import the source (see importer): no quote in the files' first 64 kB, and a line
+        # there that is neither blank nor a header, so the source has at least one record or one reject.
+        self.looks_plain = data and not quotes
         self.groups: list[Group] = []
         for line, paths in by_header.items():
             where = paths[0] if len(paths) == 1 else f"{len(paths)} files like {paths[0]}"
@@ -167,11 +173,15 @@ class CsvSource:
         rows = _union(frames).withColumn(LINE, F.expr(
             "CASE WHEN NOT _utf8 THEN make_valid_utf8(value) WHEN endswith(_text, '\\r') "
             "THEN TRIM(TRAILING '\\r' FROM _text) ELSE _text END"))
-        header = _case(F.col(GROUP), [F.lit(normalized(g.header)) for g in self.groups])
+        header = self.header()
         blank = F.expr(f"{LINE} = '' OR ((startswith({LINE}, ' ') OR startswith({LINE}, '\\t')) "
                        f"AND TRIM(BOTH ' \\t' FROM {LINE}) = '')")
         record = ~F.col(QUOTED) & ~blank & (F.col(LINE) != header)
         return self.split(rows.select("*", record.alias(IS_RECORD), F.when(~F.col("_utf8"), NOT_UTF8).alias(ERROR)))
+
+    def header(self) -> Column:
+        """The header line of each row's group (a line read by :meth:`plain` equal to it is no record)."""
+        return _case(F.col(GROUP), [F.lit(normalized(g.header)) for g in self.groups])
 
     def split(self, rows: DataFrame) -> DataFrame:
         """Rows of lines read plainly (``_line``, ``_error``, ``_group`` and the rest) with the record columns

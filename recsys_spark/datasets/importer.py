@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import reduce
 
@@ -38,6 +39,7 @@ from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, t
 from recsys_spark.errors import UserError
 from recsys_spark.jobruns import job_run
 from recsys_spark.killpoints import kill_point
+from recsys_spark.schema import DatasetSchema
 from recsys_spark.storage import delete_path, list_files, stamp
 
 log = logging.getLogger(__name__)
@@ -110,34 +112,25 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
                 return ImportResult(run.job_id, job.dataset, job.mode, job.source, 0, 0, 0, new_files=0,
                                     version=warehouse.version(job.dataset))
         source = CsvSource(spark, job.source, warehouse.schema(job.dataset), job.allow_extra_columns, files)
+        seq = None
+        if files is not None:  # the files count as imported exactly when the rows commit
+            seq = ledger.record(warehouse, job.dataset, {path: listed[path] for path in files}, run.job_id)
+            kill_point("import.ledger-written")
+        result = ImportResult(run.job_id, job.dataset, job.mode, job.source, 0, 0, 0,
+                              new_files=None if files is None else len(files))
         staging = warehouse.staging_path(run.job_id)
         try:
-            reading = _first_pass(warehouse, job, source, staging, run.job_id)
-            kill_point("import.rejects-kept")
-            read, rejected = reading.read, reading.rejected
-            result = ImportResult(run.job_id, job.dataset, job.mode, job.source, read, read - rejected, rejected)
-            result.sample_rejects = _sample_rejects(warehouse, job.dataset, run.job_id) if rejected else []
-            run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
-            run.metrics["files_with_quotes"] = len(reading.quoted)
-            if read == 0 and files is None:  # a new file without rows is recorded all the same
-                raise UserError(f"source {job.source} has no data rows; nothing imported")
-            writes.check_reject_ratio(warehouse, job.dataset, run.job_id, read, rejected, job.max_reject_ratio,
-                                      what=f"rows of {job.source}", setting="max_reject_ratio",
-                                      outcome="nothing was imported",
-                                      examples=[why for _, _, why in result.sample_rejects[:3]])
-            if changed := source.changed():
-                raise UserError(f"{', '.join(changed)} changed during the import; nothing was imported, run it again")
-            if files is None:
-                written = _second_pass(warehouse, job, source, reading, staging, result)
-            else:  # the files count as imported exactly when the rows commit
-                seq = ledger.record(warehouse, job.dataset, {path: listed[path] for path in files}, run.job_id)
-                kill_point("import.ledger-written")
-                with ledger.committed_with(spark, seq):
-                    written = _second_pass(warehouse, job, source, reading, staging, result)
-                result.new_files = len(files)
+            big = sum(size for size, _ in source.stamps.values()) >= job.one_pass_min_mb * 1e6
+            written = _one_pass(warehouse, job, source, result, seq) if big and source.looks_plain else None
+            one_pass = written is not None
+            if not one_pass:
+                written = _two_passes(warehouse, job, source, staging, result, seq, run)
             kill_point("import.committed")
         finally:
             delete_path(spark, staging)
+        result.unchanged = result.accepted - result.inserted - result.updated
+        run.counts.update(read=result.read, accepted=result.accepted, rejected=result.rejected)
+        run.metrics["passes"] = 1 if one_pass else 2
         if written != result.accepted:  # the source changed during the second pass
             run.metrics["second_pass_rows"] = written
             log.warning("%s changed during the import: %d valid rows in the first pass, %d written; rerun it",
@@ -148,21 +141,88 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
     return result
 
 
-def _second_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _Reading, staging: str,
-                 result: ImportResult) -> int:
-    """Write the accepted rows, as one Delta commit; returns how many were written. The files are read again,
-    which costs less than keeping every row between the passes. (`observe` also keeps Spark from pushing the
-    filter into the parsing.)"""
+# The message of the error that stops a single pass at a line it cannot take (see _one_pass).
+_NOT_PLAIN = "recsys_spark: a line that is no valid record; importing in two passes"
+
+
+def _one_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, result: ImportResult,
+              seq: int | None) -> int | None:
+    """Import in a single pass a source whose every line is a valid record or a header line (most big
+    machine-written files); None, with nothing committed, at the first line that is not (a reject, a quote, a
+    blank line), for :func:`_two_passes`.
+
+    The reject ratio cannot stop a commit after the data files are written (Delta decides nothing after them),
+    so this pass admits no reject: such a line fails its task (``raise_error``), which fails the write before
+    its commit. Its finished tasks' files stay in the table's folder, listed by no version, until VACUUM.
+    """
+    schema = warehouse.schema(job.dataset)
+    checked = validate(source.plain(), schema, job.dataset)
+    valid = F.col(IS_RECORD) & ~F.col(BAD)
+    read = Observation(f"one-pass-{result.job_id}")
+    rows = (checked.observe(read, F.count_if(valid).alias("rows"))
+            .where(F.when(~valid & (F.col(LINE) != source.header()), F.raise_error(F.lit(_NOT_PLAIN)))
+                   .otherwise(valid)))
+    try:
+        with _quiet_spark_log(warehouse.spark):
+            _commit(warehouse, job, rows.select(*_kept(schema, job.dataset)), result, seq)
+    except Exception as e:  # Spark wraps the task's error in its own, of several kinds
+        if _NOT_PLAIN not in str(e):
+            raise
+        log.info("import %s: %s has a line that is no valid record; reading it in two passes", job.dataset,
+                 job.source)
+        return None
+    result.read = result.accepted = read.get["rows"]
+    return result.read
+
+
+@contextmanager
+def _quiet_spark_log(spark: SparkSession):
+    """Spark's log at FATAL inside: the one pass's expected stop would print its task's failure as errors,
+    with stack traces, half a dozen times; any error of the write still reaches the caller as an exception."""
+    root = spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getRootLogger()
+    level = root.getLevel().toString()
+    spark.sparkContext.setLogLevel("FATAL")
+    try:
+        yield
+    finally:
+        spark.sparkContext.setLogLevel(level)
+
+
+def _two_passes(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging: str, result: ImportResult,
+                seq: int | None, run) -> int:
+    """Validate every line and keep the rejects (:func:`_first_pass`); when the reject ratio allows it, read
+    the files again and write the accepted rows; returns how many were written."""
+    reading = _first_pass(warehouse, job, source, staging, result.job_id)
+    kill_point("import.rejects-kept")
+    read, rejected = reading.read, reading.rejected
+    result.read, result.accepted, result.rejected = read, read - rejected, rejected
+    run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
+    result.sample_rejects = _sample_rejects(warehouse, job.dataset, result.job_id) if rejected else []
+    run.metrics["files_with_quotes"] = len(reading.quoted)
+    if read == 0 and seq is None:  # a new file without rows is recorded all the same
+        raise UserError(f"source {job.source} has no data rows; nothing imported")
+    writes.check_reject_ratio(warehouse, job.dataset, result.job_id, read, rejected, job.max_reject_ratio,
+                              what=f"rows of {job.source}", setting="max_reject_ratio",
+                              outcome="nothing was imported",
+                              examples=[why for _, _, why in result.sample_rejects[:3]])
+    if changed := source.changed():
+        raise UserError(f"{', '.join(changed)} changed during the import; nothing was imported, run it again")
+    # The files are read again, which costs less than keeping every row between the passes. (`observe` also
+    # keeps Spark from pushing the filter into the parsing.)
     written = Observation(f"accepted-{result.job_id}")
     good = F.col(IS_RECORD) & ~F.col(BAD)
     accepted = _records(warehouse, job, source, reading, staging).observe(written, F.count_if(good).alias("rows"))
-    accepted = accepted.where(good)
-    if job.mode == "FULL":
-        _replace_bulk(warehouse, job.dataset, accepted, result)
-    else:
-        result.inserted, result.updated = writes.upsert(warehouse, job.dataset, accepted, BULK)
-        result.unchanged = result.accepted - result.inserted - result.updated
+    _commit(warehouse, job, accepted.where(good), result, seq)
     return written.get["rows"]
+
+
+def _commit(warehouse: Warehouse, job: ImportJob, accepted: DataFrame, result: ImportResult, seq: int | None) -> None:
+    """Write the accepted rows as one Delta commit (with the ledger's transaction id when ``seq`` is given)."""
+    with ledger.committed_with(warehouse.spark, seq) if seq is not None else nullcontext():
+        if job.mode == "FULL":
+            _replace_bulk(warehouse, job.dataset, accepted, result)
+        else:
+            result.inserted, result.updated = writes.upsert(warehouse, job.dataset, accepted, BULK)
 
 
 @dataclass
@@ -178,6 +238,13 @@ class _Reading:
     plain_rejected: int
 
 
+def _kept(schema: DatasetSchema, dataset: str) -> list:
+    """The columns of validated records that the commit needs: users and items keep the last line per ID, so
+    their rows carry their file order."""
+    order = [F.struct(FILE, BLOCK, POS).alias(ORDER)] if dataset in ID_FIELD else []
+    return [*schema.names, IS_RECORD, BAD, *order]
+
+
 def _records(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _Reading, staging: str) -> DataFrame:
     """Every record again, typed, with ``_bad``, as validation gives them.
 
@@ -186,9 +253,7 @@ def _records(warehouse: Warehouse, job: ImportJob, source: CsvSource, reading: _
     are the same, :meth:`CsvSource.changed`). Files with quotes are read in segments and validated again.
     """
     schema, dataset = warehouse.schema(job.dataset), job.dataset
-    keep = [*schema.names, IS_RECORD, BAD]
-    if dataset in ID_FIELD:  # users and items keep the last line per ID: the rows' file order
-        keep.append(F.struct(FILE, BLOCK, POS).alias(ORDER))
+    keep = _kept(schema, dataset)
     # Read as in the first pass (same files, same splits), so every line has the same position.
     plain = source.plain(valid=True)
     if reading.quoted:
@@ -274,21 +339,17 @@ def _replace_bulk(warehouse: Warehouse, dataset: str, accepted: DataFrame, resul
 
 
 def _replace_bulk_once(warehouse: Warehouse, dataset: str, accepted: DataFrame, result: ImportResult) -> None:
-    path = warehouse.path(dataset)
+    path, written = warehouse.path(dataset), Observation(f"full-{result.job_id}-{uuid.uuid4().hex[:6]}")  # per attempt
+    bulk = F.count_if(F.col(ORIGIN) == BULK).alias("bulk")
     if dataset == "interactions":
-        rows = writes.table_rows(warehouse, dataset, accepted, BULK)
+        rows = writes.table_rows(warehouse, dataset, accepted, BULK).observe(written, bulk)
         rows.write.format("delta").mode("overwrite").option("replaceWhere", f"{ORIGIN} = '{BULK}'").save(path)
-        result.inserted = result.accepted
-        return
-    # Users and items: one row per ID; ingested records for IDs the file does not have stay.
-    key = ID_FIELD[dataset]
-    rows = writes.table_rows(warehouse, dataset, writes.latest_per_id(accepted, key), BULK)
-    kept = warehouse.read(dataset, bookkeeping=True).where(F.col(ORIGIN) != BULK).join(rows, key, "left_anti")
-    written = Observation(f"full-{result.job_id}-{uuid.uuid4().hex[:6]}")  # one per attempt
-    (rows.unionByName(kept).observe(written, F.count_if(F.col(ORIGIN) == BULK).alias("bulk"))
-     .write.format("delta").mode("overwrite").save(path))
+    else:  # users and items: one row per ID; ingested records for IDs the file does not have stay
+        key = ID_FIELD[dataset]
+        rows = writes.table_rows(warehouse, dataset, writes.latest_per_id(accepted, key), BULK)
+        kept = warehouse.read(dataset, bookkeeping=True).where(F.col(ORIGIN) != BULK).join(rows, key, "left_anti")
+        rows.unionByName(kept).observe(written, bulk).write.format("delta").mode("overwrite").save(path)
     result.inserted = written.get["bulk"]
-    result.unchanged = result.accepted - result.inserted
 
 
 def _sample_rejects(warehouse: Warehouse, dataset: str, job_id: str, n: int = 5) -> list[tuple[int, str, str]]:
