@@ -309,14 +309,18 @@ def test_one_pass_gives_way_to_two_at_a_reject_or_a_quote_and_commits_nothing_it
         .where(f"job_id = '{result.job_id}'").collect()
     assert (reject.line_number, reject.line) == (3002, "q2,i9,later,view,2")
 
+    # After an import with rejects the next goes straight to two passes; after a clean one, one pass again.
+    clean = write(tmp_path / "clean.csv", header + plain)
+    assert [one_pass_import(spark, shop, "interactions", clean)[1] for _ in range(2)] == [2, 1]
+
     # Over the ratio: neither the one pass nor the two commit.
     source = write(tmp_path / "bad.csv", header + "u1,i1,x,view,1\nu2,i2,1700000000,view,1\n")
     with pytest.raises(UserError, match="above max_reject_ratio"):
         one_pass_import(spark, shop, "interactions", source)
-    assert wh.version("interactions") == before + 1
+    assert wh.version("interactions") == before + 3
 
     # A header alone is never taken for an empty source to commit.
     source = write(tmp_path / "empty.csv", header)
     with pytest.raises(UserError, match="has no data rows"):
         one_pass_import(spark, shop, "interactions", source)
-    assert wh.version("interactions") == before + 1 and rows(spark, shop, "interactions").count() == 3000
+    assert wh.version("interactions") == before + 3 and rows(spark, shop, "interactions").count() == 3000

@@ -2,7 +2,9 @@
 
 Two passes over the source: the first validates every line, appends the rejected ones (raw line, reason,
 file, job id) to ``<root>/_rejects/<dataset>`` and counts; only if the reject ratio is within
-``max_reject_ratio`` does the second write the accepted rows, as one Delta commit:
+``max_reject_ratio`` does the second write the accepted rows, as one Delta commit. A big source that looks
+clean is first tried in one pass that writes as it validates and stops before its commit at the first line
+that is no valid record (:func:`_one_pass`). Either way:
 
 * FULL replaces the dataset's bulk data (rows ingested by `ingest` stay, as with the managed service);
   users and items keep one row per ID (the file's later line wins).
@@ -121,7 +123,8 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
         staging = warehouse.staging_path(run.job_id)
         try:
             big = sum(size for size, _ in source.stamps.values()) >= job.one_pass_min_mb * 1e6
-            written = _one_pass(warehouse, job, source, result, seq) if big and source.looks_plain else None
+            try_one = big and source.looks_plain and not _rejects_last_time(warehouse, job.dataset)
+            written = _one_pass(warehouse, job, source, result, seq) if try_one else None
             one_pass = written is not None
             if not one_pass:
                 written = _two_passes(warehouse, job, source, staging, result, seq, run)
@@ -173,6 +176,17 @@ def _one_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, result: I
         return None
     result.read = result.accepted = read.get["rows"]
     return result.read
+
+
+def _rejects_last_time(warehouse: Warehouse, dataset: str) -> bool:
+    """Whether the dataset's last finished import found rejects: a feed that had some likely has more, and a
+    stopped pass would cost up to a whole pass before the two (a feed that cleared up gets one pass again)."""
+    if not warehouse.exists(warehouse.jobs_path):
+        return False
+    last = (warehouse.spark.read.format("delta").load(warehouse.jobs_path)
+            .where((F.col("kind") == "import") & (F.col("name") == dataset) & F.col("counts")["read"].isNotNull())
+            .orderBy(F.col("started_at").desc()).select(F.col("counts")["rejected"].alias("rejected")).first())
+    return bool(last and last.rejected)
 
 
 @contextmanager
