@@ -114,20 +114,17 @@ def import_csv(warehouse: Warehouse, job: ImportJob) -> ImportResult:
                 return ImportResult(run.job_id, job.dataset, job.mode, job.source, 0, 0, 0, new_files=0,
                                     version=warehouse.version(job.dataset))
         source = CsvSource(spark, job.source, warehouse.schema(job.dataset), job.allow_extra_columns, files)
-        seq = None
-        if files is not None:  # the files count as imported exactly when the rows commit
-            seq = ledger.record(warehouse, job.dataset, {path: listed[path] for path in files}, run.job_id)
-            kill_point("import.ledger-written")
+        taken = None if files is None else {path: listed[path] for path in files}
         result = ImportResult(run.job_id, job.dataset, job.mode, job.source, 0, 0, 0,
                               new_files=None if files is None else len(files))
         staging = warehouse.staging_path(run.job_id)
         try:
             big = sum(size for size, _ in source.stamps.values()) >= job.one_pass_min_mb * 1e6
             try_one = big and source.looks_plain and not _rejects_last_time(warehouse, job.dataset)
-            written = _one_pass(warehouse, job, source, result, seq) if try_one else None
+            written = _one_pass(warehouse, job, source, result, taken) if try_one else None
             one_pass = written is not None
             if not one_pass:
-                written = _two_passes(warehouse, job, source, staging, result, seq, run)
+                written = _two_passes(warehouse, job, source, staging, result, taken, run)
             kill_point("import.committed")
         finally:
             delete_path(spark, staging)
@@ -149,7 +146,7 @@ _NOT_PLAIN = "recsys_spark: a line that is no valid record; importing in two pas
 
 
 def _one_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, result: ImportResult,
-              seq: int | None) -> int | None:
+              taken: dict | None) -> int | None:
     """Import in a single pass a source whose every line is a valid record or a header line (most big
     machine-written files); None, with nothing committed, at the first line that is not (a reject, a quote, a
     blank line), for :func:`_two_passes`.
@@ -167,7 +164,7 @@ def _one_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, result: I
                    .otherwise(valid)))
     try:
         with _quiet_spark_log(warehouse.spark):
-            _commit(warehouse, job, rows.select(*_kept(schema, job.dataset)), result, seq)
+            _commit(warehouse, job, rows.select(*_kept(schema, job.dataset)), result, taken)
     except Exception as e:  # Spark wraps the task's error in its own, of several kinds
         if _NOT_PLAIN not in str(e):
             raise
@@ -203,7 +200,7 @@ def _quiet_spark_log(spark: SparkSession):
 
 
 def _two_passes(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging: str, result: ImportResult,
-                seq: int | None, run) -> int:
+                taken: dict | None, run) -> int:
     """Validate every line and keep the rejects (:func:`_first_pass`); when the reject ratio allows it, read
     the files again and write the accepted rows; returns how many were written."""
     reading = _first_pass(warehouse, job, source, staging, result.job_id)
@@ -213,7 +210,7 @@ def _two_passes(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging
     run.counts.update(read=read, accepted=result.accepted, rejected=rejected)
     result.sample_rejects = _sample_rejects(warehouse, job.dataset, result.job_id) if rejected else []
     run.metrics["files_with_quotes"] = len(reading.quoted)
-    if read == 0 and seq is None:  # a new file without rows is recorded all the same
+    if read == 0 and taken is None:  # a new file without rows is recorded all the same
         raise UserError(f"source {job.source} has no data rows; nothing imported")
     writes.check_reject_ratio(warehouse, job.dataset, result.job_id, read, rejected, job.max_reject_ratio,
                               what=f"rows of {job.source}", setting="max_reject_ratio",
@@ -226,12 +223,18 @@ def _two_passes(warehouse: Warehouse, job: ImportJob, source: CsvSource, staging
     written = Observation(f"accepted-{result.job_id}")
     good = F.col(IS_RECORD) & ~F.col(BAD)
     accepted = _records(warehouse, job, source, reading, staging).observe(written, F.count_if(good).alias("rows"))
-    _commit(warehouse, job, accepted.where(good), result, seq)
+    _commit(warehouse, job, accepted.where(good), result, taken)
     return written.get["rows"]
 
 
-def _commit(warehouse: Warehouse, job: ImportJob, accepted: DataFrame, result: ImportResult, seq: int | None) -> None:
-    """Write the accepted rows as one Delta commit (with the ledger's transaction id when ``seq`` is given)."""
+def _commit(warehouse: Warehouse, job: ImportJob, accepted: DataFrame, result: ImportResult,
+            taken: dict | None) -> None:
+    """Write the accepted rows as one Delta commit; with ``taken`` (an only_new_files import's files: path ->
+    size, modification time) their ledger rows first, which count exactly when this commit is made."""
+    seq = None
+    if taken is not None:  # a stopped one pass's rows are replaced by the two passes' (the same number)
+        seq = ledger.record(warehouse, job.dataset, taken, result.job_id)
+        kill_point("import.ledger-written")
     with ledger.committed_with(warehouse.spark, seq) if seq is not None else nullcontext():
         if job.mode == "FULL":
             _replace_bulk(warehouse, job.dataset, accepted, result)
