@@ -101,7 +101,8 @@ def _ingest_folder(warehouse: Warehouse, dataset: str, source: str, result: Inge
             if not read:
                 return
             job_id = f"{app_id}:{batch_id}"
-            writes.append_rejects(warehouse, dataset, checked, job_id, txn=(app_id, batch_id))
+            if rejected:  # an empty append would still be a Delta commit
+                writes.append_rejects(warehouse, dataset, checked, job_id, txn=(app_id, batch_id))
             kill_point("ingest.batch-rejects-kept")
             writes.check_reject_ratio(warehouse, dataset, job_id, read, rejected, max_ratio,
                                       what=f"records in new files under {source}", setting="ingest.max_reject_ratio",
