@@ -280,7 +280,7 @@ def test_a_source_of_valid_records_is_imported_in_one_pass(spark, shop, tmp_path
     write(drops / "day-1.csv", "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\nu1,i1,1700000000,view\nu2,i2,1700000001,view\n")
     incremental = {"mode": "INCREMENTAL", "only_new_files": True}
     result, passes = one_pass_import(spark, shop, "interactions", str(drops), **incremental)
-    assert passes == 1 and (result.inserted, result.new_files) == (2, 1)
+    assert passes == 1 and (result.read, result.inserted, result.new_files) == (2, 2, 1)
     write(drops / "day-2.csv", "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\nu3,i3,1700000002,view\n")
     result, passes = one_pass_import(spark, shop, "interactions", str(drops), **incremental)
     assert passes == 1 and (result.inserted, result.new_files) == (1, 1)

@@ -102,17 +102,18 @@ class App:
                 apply()
                 self.metrics.events.labels(operation).inc(len(request.get("eventList") or request.get("users")
                                                               or request.get("items") or []))
-            await self._respond(send, 200, orjson.dumps(answer))
+            # Counted before the answer leaves: a client that has its answer finds it in /metrics.
             self.metrics.requests.labels(operation, "200").inc()
+            await self._respond(send, 200, orjson.dumps(answer))
         except ServiceError as e:
+            self.metrics.requests.labels(operation, str(e.status)).inc()
             await self._respond(send, e.status, orjson.dumps({"message": e.message}),
                            [(b"x-amzn-errortype", e.code.encode())])
-            self.metrics.requests.labels(operation, str(e.status)).inc()
         except Exception:
             log.exception("%s %s failed", method, path)
+            self.metrics.requests.labels(operation, "500").inc()
             await self._respond(send, 500, b'{"message": "internal error"}',
                                 [(b"x-amzn-errortype", b"InternalFailure")])
-            self.metrics.requests.labels(operation, "500").inc()
         finally:
             self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
 
