@@ -126,10 +126,10 @@ class ImportJob(_Strict):
     ignore CSV columns that are not in the schema instead of failing; ``only_new_files`` (default false;
     INCREMENTAL only): read only the files of the folder not imported before (a ledger of path, size and
     modification time committed with the data), so a folder of daily drops is read once per file;
-    ``one_pass_min_mb`` (default 64): a source of at least this many MB whose files' first 64 kB hold no quote
-    is read once, its rows written as they are validated; at the first line that is no valid record (a reject,
-    a quote, a blank line) that pass stops before its commit and the import reads the source in two passes
-    (0: always try one pass first)."""
+    ``one_pass_min_mb`` (default 64): a source of at least this many MB whose files' first 64 kB hold no quote,
+    and whose dataset's last import found no reject, is read once, its rows written as they are validated; at
+    the first line that is no valid record (a reject, a quote, a blank line) that pass stops before its commit
+    and the import reads the source in two passes (0: try one pass whatever the size)."""
 
     dataset: Literal["interactions", "users", "items"]
     source: Location
