@@ -102,9 +102,10 @@ class App:
                 apply()
                 self.metrics.events.labels(operation).inc(len(request.get("eventList") or request.get("users")
                                                               or request.get("items") or []))
+            payload = orjson.dumps(answer)  # an answer that cannot be encoded is a 500, counted once
             # Counted before the answer leaves: a client that has its answer finds it in /metrics.
             self.metrics.requests.labels(operation, "200").inc()
-            await self._respond(send, 200, orjson.dumps(answer))
+            await self._respond(send, 200, payload)
         except ServiceError as e:
             self.metrics.requests.labels(operation, str(e.status)).inc()
             await self._respond(send, e.status, orjson.dumps({"message": e.message}),
