@@ -111,12 +111,13 @@ def append_rows(warehouse, rows: list) -> None:
             .save(warehouse.jobs_path)
 
 
-def job_history(warehouse, limit: int = 50):
-    """The newest ``limit`` job runs as a DataFrame (empty when no job has run yet)."""
+def job_history(warehouse, limit: int | None = 50):
+    """The newest ``limit`` job runs (None: all), newest first, as a DataFrame (empty when no job has run)."""
     spark = warehouse.spark
     if not warehouse.exists(warehouse.jobs_path):
         return spark.createDataFrame([], JOBS_SCHEMA)
-    return spark.read.format("delta").load(warehouse.jobs_path).orderBy("started_at", ascending=False).limit(limit)
+    history = spark.read.format("delta").load(warehouse.jobs_path).orderBy("started_at", ascending=False)
+    return history if limit is None else history.limit(limit)
 
 
 def format_history(history) -> str:

@@ -39,7 +39,7 @@ from recsys_spark.datasets.csv_source import (BLOCK, CSV_SUFFIXES, ERROR, FILE, 
 from recsys_spark.datasets.validation import BAD, convert, raw, validate
 from recsys_spark.datasets.warehouse import BULK, ID_FIELD, ORIGIN, Warehouse, table_version
 from recsys_spark.errors import UserError
-from recsys_spark.jobruns import job_run
+from recsys_spark.jobruns import job_history, job_run
 from recsys_spark.killpoints import kill_point
 from recsys_spark.schema import DatasetSchema
 from recsys_spark.storage import delete_path, list_files, stamp
@@ -178,11 +178,9 @@ def _one_pass(warehouse: Warehouse, job: ImportJob, source: CsvSource, result: I
 def _rejects_last_time(warehouse: Warehouse, dataset: str) -> bool:
     """Whether the dataset's last finished import found rejects: a feed that had some likely has more, and a
     stopped pass would cost up to a whole pass before the two (a feed that cleared up gets one pass again)."""
-    if not warehouse.exists(warehouse.jobs_path):
-        return False
-    last = (warehouse.spark.read.format("delta").load(warehouse.jobs_path)
+    last = (job_history(warehouse, None)
             .where((F.col("kind") == "import") & (F.col("name") == dataset) & F.col("counts")["read"].isNotNull())
-            .orderBy(F.col("started_at").desc()).select(F.col("counts")["rejected"].alias("rejected")).first())
+            .select(F.col("counts")["rejected"].alias("rejected")).first())
     return bool(last and last.rejected)
 
 
