@@ -17,13 +17,19 @@ Both take the solution's weighted interactions: USER_ID, ITEM_ID, TIMESTAMP, EVE
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_spark.inference.scoring import history_entries, recommend_users, stored_factors
+from recsys_spark.core.metrics import ranking_means, ranking_sums
+from recsys_spark.inference.scoring import history_entries, recommend_on_driver, recommend_users, stored_factors
 from recsys_spark.recipes.fitting import Recipe, TrainingSet
 
 SERVICE_KS = (5, 10, 25)
+# Held-out users x catalog items scored in the driver's process rather than in Spark tasks: about a second
+# of one core, against a Spark job's fixed cost of several (measured in the demo pipeline's evaluations).
+DRIVER_SCORES = 200_000_000
 
 
 def holdout_split(interactions: DataFrame, seed: int, fraction: float = 0.1):
@@ -62,51 +68,60 @@ def truth_lists(truth: DataFrame) -> DataFrame:
     return truth.groupBy("USER_ID").agg(F.array_distinct(F.collect_list("ITEM_ID")).alias("TRUTH"))
 
 
-def ranking_metrics(recs: DataFrame, truth: DataFrame, ks: tuple[int, ...], users: str = "truth") -> dict:
-    """Means over users of precision@k, recall@k, NDCG@k (binary relevance, 1/log2(1 + position)), MAP
-    (over each list's full length) and MRR (first hit within the list). ``recs``: USER_ID, ITEMS (best
-    first); ``truth``: USER_ID, TRUTH. ``users="truth"``: every truth user counts (no recommendations = 0);
-    ``"both"``: only users with recommendations and truth."""
+def ranking_metrics(recs: DataFrame | pa.Table, truth: DataFrame | pa.Table, ks: tuple[int, ...],
+                    users: str = "truth") -> dict:
+    """Means over users of :mod:`recsys_spark.core.metrics` (precision, recall, NDCG at each k, MAP, MRR)
+    and ``users``. ``recs``: USER_ID, ITEMS (best first); ``truth``: USER_ID, TRUTH; both Spark DataFrames
+    (each task sums its rows) or both Arrow tables (summed here). ``users="truth"``: every truth user
+    counts (no recommendations = 0); ``"both"``: only users with recommendations and truth."""
+    if isinstance(recs, pa.Table):
+        at = pc.index_in(truth["USER_ID"], recs["USER_ID"])
+        truth = truth if users == "truth" else truth.filter(at.is_valid())
+        at = at if users == "truth" else at.drop_null()
+        return ranking_means(ranking_sums(recs["ITEMS"].take(at), truth["TRUTH"], ks))
     joined = truth.join(recs.select("USER_ID", "ITEMS"), "USER_ID", "left" if users == "truth" else "inner")
-    rel = F.expr("transform(coalesce(ITEMS, array()), x -> IF(array_contains(TRUTH, x), 1, 0))")
-    frame = joined.select(rel.alias("REL"), F.size("TRUTH").alias("T"))
-    columns = []
-    for k in ks:
-        hits = f"aggregate(slice(REL, 1, {k}), 0, (a, b) -> a + b)"
-        dcg = f"aggregate(transform(slice(REL, 1, {k}), (r, i) -> r / log2(i + 2)), 0D, (a, b) -> a + b)"
-        idcg = f"aggregate(sequence(1, least(T, {k})), 0D, (a, i) -> a + 1 / log2(i + 1))"
-        columns += [F.avg(F.expr(f"{hits} / {k}")).alias(f"precision_at_{k}"),
-                    F.avg(F.expr(f"{hits} / T")).alias(f"recall_at_{k}"),
-                    F.avg(F.expr(f"IF(T > 0, {dcg} / {idcg}, 0D)")).alias(f"ndcg_at_{k}")]
-    cumulative = "transform(REL, (r, i) -> r * aggregate(slice(REL, 1, i + 1), 0, (a, b) -> a + b) / (i + 1))"
-    columns += [F.avg(F.expr(f"aggregate({cumulative}, 0D, (a, b) -> a + b) / T")).alias("map"),
-                F.avg(F.expr("IF(array_position(REL, 1) > 0, 1D / array_position(REL, 1), 0D)")).alias("mrr"),
-                F.count(F.lit(1)).alias("users")]
-    row = frame.agg(*columns).first().asDict()
-    return {k: (float(v) if v is not None else 0.0) for k, v in row.items()}
+    names = list(ranking_sums(pa.array([], pa.list_(pa.string())), pa.array([], pa.list_(pa.string())), ks))
+
+    def sums(batches):
+        for batch in batches:
+            yield pa.RecordBatch.from_pydict(
+                {n: [v] for n, v in ranking_sums(batch.column("ITEMS"), batch.column("TRUTH"), ks).items()})
+
+    row = (joined.select("ITEMS", "TRUTH").mapInArrow(sums, ", ".join(f"{n} double" for n in names))
+           .agg(*[F.sum(n).alias(n) for n in names]).first())
+    return ranking_means({n: row[n] or 0.0 for n in names})
 
 
-def coverage(recs: DataFrame, catalog_size: int) -> float:
-    """Distinct recommended items / items in the catalog."""
-    return recs.select(F.explode("ITEMS")).distinct().count() / max(catalog_size, 1)
-
-
-def evaluate_service(recipe: Recipe, interactions: DataFrame, catalog_size: int, seed: int = 42) -> dict:
-    """The managed service's metrics for ``recipe`` on ``interactions`` (see the module docstring)."""
+def evaluate_service(recipe: Recipe, interactions: DataFrame, catalog_size: int, seed: int = 42,
+                     on_driver: bool | None = None) -> dict:
+    """The managed service's metrics for ``recipe`` on ``interactions`` (see the module docstring).
+    ``on_driver``: score the held-out users in this process (default: when they take at most
+    :data:`DRIVER_SCORES` scores), or in Spark tasks."""
     training, inputs, truth, held = holdout_split(interactions, seed)
     data = TrainingSet.build(training)
     model = recipe.fit(data)
-    recs = recommend_users(model, history_entries(inputs, model), max(SERVICE_KS), recipe.settings.exclude_seen,
-                           users=held, rows=data.rows // 10).persist()  # 90% of a ninth of the training rows
+    k, exclude_seen = max(SERVICE_KS), recipe.settings.exclude_seen
     try:
-        m = ranking_metrics(recs, truth_lists(truth), SERVICE_KS, users="truth")
-        out = {"coverage": coverage(recs, catalog_size), "mean_reciprocal_rank_at_25": m["mrr"]}
+        if on_driver is None:
+            on_driver = held.count() * model.n_items <= DRIVER_SCORES
+        if on_driver:
+            recs = recommend_on_driver(model, history_entries(inputs, model), held, k, exclude_seen)
+            truth = truth_lists(truth).toArrow()
+            recommended = len(pc.unique(pc.list_flatten(recs["ITEMS"])))
+        else:  # 90% of a ninth of the training rows
+            recs = recommend_users(model, history_entries(inputs, model), k, exclude_seen, users=held,
+                                   rows=data.rows // 10).persist()
+            truth = truth_lists(truth)
+            recommended = recs.select(F.explode("ITEMS")).distinct().count()
+        m = ranking_metrics(recs, truth, SERVICE_KS, users="truth")
+        if not on_driver:
+            recs.unpersist()
+        out = {"coverage": recommended / max(catalog_size, 1), "mean_reciprocal_rank_at_25": m["mrr"]}
         out |= {f"normalized_discounted_cumulative_gain_at_{k}": m[f"ndcg_at_{k}"] for k in SERVICE_KS}
         out |= {f"precision_at_{k}": m[f"precision_at_{k}"] for k in SERVICE_KS}
         out["test_users"] = int(m["users"])
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
     finally:
-        recs.unpersist()
         held.unpersist()
 
 

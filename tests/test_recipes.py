@@ -15,7 +15,7 @@ from recsys_spark.core.kernels.topk import top_k
 from recsys_spark.core.models.base import UserBlock
 from recsys_spark.core.registry import RECIPES as REGISTRY
 from recsys_spark.core.store import ArrowFiles, VersionStore
-from recsys_spark.recipes import TrainingSet, recipe_for
+from recsys_spark.recipes import TrainingSet, recipe_for, sims
 from recsys_spark.core.kernels.als import gram, solve_block
 from recsys_spark.recipes.fitting import to_spark
 from recsys_spark.solutions.store import SparkFiles
@@ -225,11 +225,34 @@ def test_metrics_match_the_services_worked_examples(spark):
     assert m["mrr"] == pytest.approx((1 / 4 + 1 / 2 + 1 / 6) / 3, abs=1e-4)
 
 
-def test_users_without_recommendations_count_as_zero_or_are_left_out(spark):
-    recs = spark.createDataFrame([("u1", ["r1"])], "USER_ID string, ITEMS array<string>")
+@pytest.mark.parametrize("where", ["spark", "arrow"])
+def test_users_without_recommendations_count_as_zero_or_are_left_out(spark, where):
+    recs = spark.createDataFrame([("u1", ["r1"]), ("u3", ["x"])], "USER_ID string, ITEMS array<string>")
     truth = spark.createDataFrame([("u1", ["r1"]), ("u2", ["s"])], "USER_ID string, TRUTH array<string>")
+    if where == "arrow":
+        recs, truth = recs.toArrow(), truth.toArrow()
     assert ranking_metrics(recs, truth, (1,), users="truth")["precision_at_1"] == pytest.approx(0.5)
     assert ranking_metrics(recs, truth, (1,), users="both")["precision_at_1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["user-personalization", "sims"])
+def test_the_evaluation_scores_the_same_on_the_driver_and_in_spark_tasks(interactions, name):
+    recipe = recipe_for(name, {**SMALL, **RECIPES[name]})
+    on_driver = evaluate_service(recipe, interactions, 40, on_driver=True)
+    in_tasks = evaluate_service(recipe, interactions, 40, on_driver=False)
+    assert on_driver == in_tasks and on_driver["test_users"] == 8
+
+
+def test_sims_counts_the_same_on_the_driver_and_in_spark(interactions, monkeypatch):
+    data = TrainingSet.build(interactions)
+    # A short history cap and few neighbours, so the capping and the ties are exercised too.
+    recipe = recipe_for("sims", {"max_history": 3, "similar_items": 4, "min_cointeraction_count": 1,
+                                 "popularity_discount_factor": 0.3})
+    local = recipe.fit(data).similarity
+    monkeypatch.setattr(sims, "LOCAL_MAX_COOCCURRENCES", 0)  # counted on the driver only below this
+    in_spark = recipe.fit(data).similarity
+    assert local.nnz == in_spark.nnz > 0 and (local != in_spark).nnz == 0
+    assert np.diff(local.indptr).max() == 4
 
 
 def _driver_peak_bytes(work):

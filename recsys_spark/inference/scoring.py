@@ -12,12 +12,14 @@ Python loop and no users x items join.
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recsys_spark.core.kernels.scorer import KernelSettings
+from recsys_spark.core.kernels.lines import OUTPUT_SCHEMA
+from recsys_spark.core.kernels.scorer import KernelSettings, score_partition
 from recsys_spark.core.models.base import Model
-from recsys_spark.inference.frame import no_filter, score_frame, scoring_partitions
+from recsys_spark.inference.frame import no_filter, score_frame, scoring_partitions, scoring_rows
 from recsys_spark.recipes.fitting import id_index, to_spark
 
 
@@ -56,3 +58,12 @@ def recommend_users(model: Model, entries: DataFrame, k: int, exclude_seen: bool
     scored = score_frame(model, KernelSettings(k, exclude_seen), scoring_partitions(spark, rows),
                          requests=requests, entries=entries, factors=factors)
     return scored.select("USER_ID", "ITEMS", "SCORES", F.col("NOTE").isNotNull().alias("FALLBACK"))
+
+
+def recommend_on_driver(model: Model, entries: DataFrame, users: DataFrame, k: int,
+                        exclude_seen: bool = True) -> pa.Table:
+    """:func:`recommend_users` for a few users, scored in this process (the rows collected once, no
+    Python workers): USER_ID, ITEMS, SCORES as an Arrow table."""
+    rows = scoring_rows(entries=entries, users=users).toArrow()
+    scored = score_partition(model, rows, KernelSettings(k, exclude_seen), every_user=True)
+    return pa.Table.from_batches(list(scored), OUTPUT_SCHEMA).select(["USER_ID", "ITEMS", "SCORES"])
