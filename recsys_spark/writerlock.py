@@ -115,8 +115,12 @@ def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0, spark=None):
     ...     run_the_steps()
     """
     root = config.root.rstrip("/")
-    if "://" not in root or root.startswith("file:"):
-        with _file_turn(root.removeprefix("file://").removeprefix("file:"), run_id, wait_minutes):
+    if (folder := local_folder(root)) is not None:
+        holder = {"job_id": run_id, "kind": "pipeline"}
+        with file_turn(f"{folder}/_locks/pipeline.lock", holder, wait_minutes * 60,
+                       lambda other: _busy(root, other, wait_minutes),
+                       lambda other: log.warning("%s: pipeline run %s holds the root; waiting for it", root,
+                                                 other.get("job_id"))):
             yield
         return
     if not root.startswith(S3_SCHEMES):
@@ -137,35 +141,47 @@ def pipeline_turn(config, run_id: str, wait_minutes: float = 0.0, spark=None):
         lock.give_back()
 
 
+def local_folder(root: str) -> str | None:
+    """The local folder of a root on this machine's file system (a path or ``file:`` URI), else None."""
+    if "://" in root and not root.startswith("file:"):
+        return None
+    return root.removeprefix("file://").removeprefix("file:")
+
+
 @contextmanager
-def _file_turn(root: str, run_id: str, wait_minutes: float):
+def file_turn(lock_file: str, holder: dict, wait_seconds: float, busy, waiting):
+    """Hold an exclusive ``flock`` on ``lock_file`` for the body, its holder (``holder`` with this host, process
+    and time) written in it. A holder is waited for up to ``wait_seconds``, ``waiting(other)`` called whenever
+    another holder is seen, then ``busy(other)`` is raised. The system lets go of the lock when its process
+    ends, however it ends, so a killed holder never leaves a stale lock; two opens in one process (two
+    threads) exclude each other too (a flock belongs to an open file, not to a process)."""
     import fcntl
 
-    os.makedirs(f"{root}/_locks", exist_ok=True)
-    fd = os.open(f"{root}/_locks/pipeline.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    os.makedirs(os.path.dirname(lock_file), exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline, told = time.monotonic() + wait_minutes * 60, None
+        deadline, told = time.monotonic() + wait_seconds, None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as e:
                 if not isinstance(e, BlockingIOError):
-                    raise UserError(f"{root}: cannot lock {root}/_locks/pipeline.lock ({e}); this file system "
-                                    "does not support locks: put the root on one that does, or on S3") from e
+                    raise UserError(f"cannot lock {lock_file} ({e}); this file system does not support locks: put "
+                                    "the root on one that does, or on S3") from e
                 try:
-                    holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                    other = json.loads(os.pread(fd, 4096, 0) or b"{}")
                 except ValueError:  # being written by its holder
-                    holder = {}
-                if holder.get("job_id") != told:
-                    told = holder.get("job_id")
-                    log.warning("%s: pipeline run %s holds the root; waiting for it", root, told)
+                    other = {}
+                if other.get("job_id") != told:
+                    told = other.get("job_id")
+                    waiting(other)
                 if time.monotonic() >= deadline:
-                    raise _busy(root, holder, wait_minutes) from None
-                time.sleep(POLL_SECONDS)
+                    raise busy(other) from None
+                time.sleep(min(POLL_SECONDS, max(wait_seconds / 5, 0.05)))
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"job_id": run_id, "kind": "pipeline", "host": socket.gethostname(),
-                                  "pid": os.getpid()}).encode(), 0)
+        os.pwrite(fd, json.dumps({**holder, "host": socket.gethostname(), "pid": os.getpid(),
+                                  "taken_at": time.time()}).encode(), 0)
         try:
             yield
         finally:

@@ -110,6 +110,8 @@ def test_a_writer_that_keeps_losing_fails_naming_the_other_job(spark, group, tmp
 
 
 def test_a_lease_waits_for_its_holder_fails_naming_it_and_is_taken_over_from_a_dead_one(spark, group):
+    """The Delta table leases of a root on a shared store (S3): acquire and release are what lease() calls
+    there; they run on any root."""
     warehouse = Warehouse(spark, group)
     acquire(warehouse, "ingest", "ingest-first")
     with pytest.raises(ConcurrentJobError, match=r"ingest is in use by job ingest-first \(host .*process "
@@ -120,12 +122,37 @@ def test_a_lease_waits_for_its_holder_fails_naming_it_and_is_taken_over_from_a_d
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
     from delta.tables import DeltaTable
-    with lease(warehouse, "ingest", "ingest-killed"):
-        DeltaTable.forPath(spark, f"{warehouse.root}/_leases").update(
-            F.col("name") == "ingest", {"pid": F.lit(int(dead))})
-        acquire(warehouse, "ingest", "ingest-after-kill", wait=1, poll=0.2)  # taken over at once
+    acquire(warehouse, "ingest", "ingest-killed")
+    DeltaTable.forPath(spark, f"{warehouse.root}/_leases").update(F.col("name") == "ingest", {"pid": F.lit(int(dead))})
+    acquire(warehouse, "ingest", "ingest-after-kill", wait=1, poll=0.2)  # taken over at once
     holders = spark.read.format("delta").load(f"{warehouse.root}/_leases").collect()
     assert [(r.name, r.job_id) for r in holders] == [("ingest", "ingest-after-kill")]
+
+
+def test_a_lease_on_a_local_root_is_a_lock_its_holders_process_frees_however_it_ends(spark, group):
+    warehouse = Warehouse(spark, group)
+    code = (f"import sys, time, types; sys.path.insert(0, {str(REPO)!r}); from recsys_spark.leases import lease\n"
+            f"with lease(types.SimpleNamespace(root={group.root!r}), 'batch output x', 'batch-holder'):\n"
+            f"    print('held', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConcurrentJobError, match=rf"batch output x is in use by job batch-holder \(host .*"
+                                                     rf"process {holder.pid}, since"):
+            with lease(warehouse, "batch output x", "batch-second", wait=0.5):
+                pass
+        with lease(warehouse, "another output", "batch-other", wait=0):  # another name is another lock
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    started = time.monotonic()
+    with lease(warehouse, "batch output x", "batch-after-kill", wait=5):  # free at once: its holder is gone
+        with pytest.raises(ConcurrentJobError, match="in use by job batch-after-kill"):
+            with lease(warehouse, "batch output x", "batch-same-process", wait=0.2):  # another thread's, say
+                pass
+    assert time.monotonic() - started < 3
+    assert not (Path(group.root) / "_leases").exists()  # no Delta table on a local root
 
 
 def test_two_pipelines_on_one_root_at_once_lose_nothing(spark, tmp_path):
