@@ -1,6 +1,8 @@
 """Errors a user can fix (exit code 2) as opposed to failures of the program or platform (exit code 1); a
 root busy with another pipeline run is exit code 75."""
 
+import re
+
 
 class UserError(Exception):
     """Bad input the user can fix: a config key, a path, an expression. The message says what and where."""
@@ -21,6 +23,15 @@ class RootBusyError(Exception):
 
 
 BUSY_EXIT_CODE = 75
+
+CONFLICT = re.compile(r"Concurrent(Append|DeleteRead|DeleteDelete|Transaction|Write|Modification)Exception|"
+                      r"MetadataChangedException|ProtocolChangedException|DELTA_CONCURRENT_|"
+                      r"DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED")
+
+
+def is_conflict(e: BaseException) -> bool:
+    """True when ``e`` is Delta refusing a commit because another one came first."""
+    return bool(CONFLICT.search(f"{type(e).__name__}: {e}"))
 
 
 def storage_failure(text: str) -> str | None:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from pyspark.sql import types as T
 
+from recsys_spark.errors import is_conflict
 from recsys_spark.writerlock import root_lock
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,17 @@ def _record(warehouse, run: JobRun, status: str, seconds: float, error: str | No
 
 def append_rows(warehouse, rows: list) -> None:
     """Append job rows (as :func:`job_run` collects them) to ``_jobs`` in one commit."""
-    if rows:
-        warehouse.spark.createDataFrame(rows, JOBS_SCHEMA).coalesce(1).write.format("delta").mode("append") \
-            .save(warehouse.jobs_path)
+    if not rows:
+        return
+    frame = warehouse.spark.createDataFrame(rows, JOBS_SCHEMA).coalesce(1)
+    for attempt in range(3):
+        try:
+            frame.write.format("delta").mode("append").save(warehouse.jobs_path)
+            return
+        except Exception as e:
+            # Appends never conflict, but the first two jobs on a new root both create the table: one wins.
+            if attempt == 2 or not is_conflict(e):
+                raise
 
 
 def job_history(warehouse, limit: int | None = 50):

@@ -32,8 +32,7 @@ from datetime import datetime, timezone
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recsys_spark.datasets.conflicts import is_conflict
-from recsys_spark.errors import ConcurrentJobError
+from recsys_spark.errors import ConcurrentJobError, is_conflict
 from recsys_spark.writerlock import file_turn, local_folder, pid_alive
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,12 @@
 
 Steps run in that order (``steps`` picks a subset); each step's work is committed as it finishes, so a
 failing step stops the run with its error and everything before it stays valid and recorded in ``_jobs``.
-The result is a table of the steps: time, row counts or metrics, and the batch jobs' cost beside the
-managed service's list price.
+The imports of one run, and its batch jobs, are independent and mostly wait on Spark's small jobs and Delta
+commits, so they run at once (each in its own session: a job's commit metadata is a session setting); a
+failing one lets the others of its step finish, then stops the run. Trainings run one at a time: the local
+engines and EASE hold their data on the driver. On a root whose jobs take turns (``s3.lock_table``)
+everything runs one at a time. The result is a table of the steps: time, row counts or metrics, and the
+batch jobs' cost beside the managed service's list price.
 
 >>> result = run_pipeline(spark, config, steps=("import", "train"))   # doctest: +SKIP
 >>> print(result.table())                                               # doctest: +SKIP
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from recsys_spark.config import Config
@@ -20,6 +25,7 @@ from recsys_spark.logs import step_context
 
 log = logging.getLogger(__name__)
 STEPS = ("import", "ingest", "train", "batch", "maintain")
+AT_ONCE = {"import": 3, "batch": 3}  # tasks of a step run together, at most this many (the others: one)
 
 
 @dataclass
@@ -74,34 +80,64 @@ def run_pipeline(spark, config: Config, steps: tuple[str, ...] = STEPS,
 
 
 def _run_steps(spark, config: Config, steps: tuple[str, ...]) -> PipelineResult:
+    from recsys_spark.writerlock import lock_applies
+
     result = PipelineResult()
     for step in steps:
-        for name, work in _tasks(spark, config, step):
-            started = time.perf_counter()
-            with step_context(f"{step}:{name}"):
-                log.info("%s %s: started", step, name)
-                try:
-                    details = work()
-                except Exception as e:
-                    result.failed = StepResult(step, name, time.perf_counter() - started, str(e).splitlines()[0],
-                                               "FAILED")
-                    e.pipeline_result = result  # the CLI prints the table of what ran
-                    raise
-                result.steps.append(StepResult(step, name, time.perf_counter() - started, details))
-                log.info("%s %s: done in %.1f s", step, name, time.perf_counter() - started)
+        tasks = list(_tasks(config, step))
+        at_once = 1 if lock_applies(config) else min(AT_ONCE.get(step, 1), len(tasks))
+        if at_once > 1:
+            with ThreadPoolExecutor(at_once, thread_name_prefix=f"pipeline-{step}") as pool:
+                done = list(pool.map(lambda task: _run_task(_own_session(spark), step, *task), tasks))
+        else:
+            done = []
+            for task in tasks:
+                done.append(_run_task(spark, step, *task))
+                if done[-1][1] is not None:
+                    break
+        for ran, error in done:
+            if error is not None and result.failed is None:
+                result.failed = ran
+                error.pipeline_result = result  # the CLI prints the table of what ran
+            else:
+                result.steps.append(ran)
+        if result.failed is not None:
+            raise next(error for _, error in done if error is not None)
     return result
 
 
-def _tasks(spark, config: Config, step: str):
-    """(name, callable returning a one-line summary) for each unit of work of ``step``."""
+def _run_task(spark, step: str, name: str, work) -> tuple[StepResult, Exception | None]:
+    """Run one unit of work with its step's log context: (its result, its error or None)."""
+    started = time.perf_counter()
+    with step_context(f"{step}:{name}"):
+        log.info("%s %s: started", step, name)
+        try:
+            details = work(spark)
+        except Exception as e:
+            return StepResult(step, name, time.perf_counter() - started, str(e).splitlines()[0], "FAILED"), e
+        log.info("%s %s: done in %.1f s", step, name, time.perf_counter() - started)
+        return StepResult(step, name, time.perf_counter() - started, details), None
+
+
+def _own_session(spark):
+    """A session on ``spark``'s context with its own copy of the SQL settings (what a job sets there, such as
+    the commit metadata naming it, stays its own)."""
+    session = spark.newSession()
+    for key, value in spark.conf.getAll.items():
+        if spark.conf.isModifiable(key):
+            session.conf.set(key, value)
+    return session
+
+
+def _tasks(config: Config, step: str):
+    """(name, callable taking the session and returning a one-line summary) for each unit of work of ``step``."""
     if step == "import":
         from recsys_spark.datasets.importer import import_csv
         from recsys_spark.datasets.warehouse import Warehouse
 
-        warehouse = Warehouse(spark, config)
         for job in config.imports:
-            def run(job=job):
-                r = import_csv(warehouse, job)
+            def run(spark, job=job):
+                r = import_csv(Warehouse(spark, config), job)
                 files = "" if r.new_files is None else f"{r.new_files:,} new file(s): "
                 return (f"{files}{r.accepted:,} accepted, {r.rejected:,} rejected ({job.mode}), "
                         f"table version {r.version}")
@@ -109,12 +145,12 @@ def _tasks(spark, config: Config, step: str):
     elif step == "ingest":
         from recsys_spark.datasets.ingest import run_ingest
 
-        yield "landing", lambda: run_ingest(spark, config).summary().replace("\n", "; ")
+        yield "landing", lambda spark: run_ingest(spark, config).summary().replace("\n", "; ")
     elif step == "train":
         from recsys_spark.solutions.train import train_if_due
 
         for solution in config.solutions:
-            def run(name=solution.name):
+            def run(spark, name=solution.name):
                 v, why = train_if_due(spark, config, name)
                 if v is None:
                     return f"skipped: {why}"
@@ -128,7 +164,7 @@ def _tasks(spark, config: Config, step: str):
         from recsys_spark.inference.batch import run_batch
 
         for job in config.batch_jobs:
-            def run(name=job.name):
+            def run(spark, name=job.name):
                 m = run_batch(spark, config, name).metrics
                 return (f"{m['users_served']:,}/{m['users_in']:,} served -> {m['output']}; cost "
                         f"${m['estimated_cost_usd']:.4f} vs managed service ${m['managed_service_cost_usd']:.4f}")
@@ -136,7 +172,7 @@ def _tasks(spark, config: Config, step: str):
     elif step == "maintain":
         from recsys_spark.datasets.maintenance import run_maintain
 
-        def run():
+        def run(spark):
             r = run_maintain(spark, config)
             return (f"{len(r.actions)} actions, {r.before[0]:,} -> {r.after[0]:,} files, "
                     f"{r.bytes_freed / 1e6:,.1f} MB freed")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 
 from conftest import REPO
 from recsys_spark.cli import main
@@ -83,6 +84,22 @@ def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
         assert (*expected, "SUCCEEDED") in kinds, expected
 
 
+def test_a_runs_imports_and_batch_jobs_run_at_once_each_commit_naming_its_own_job(spark, ran):
+    path, *_ = ran
+    warehouse = Warehouse(spark, load_config(path))
+    runs = job_history(warehouse, None).where("status = 'SUCCEEDED'").collect()
+    for kind in ("import", "batch"):
+        first = {}  # the first pipeline run's job per name
+        for r in sorted(runs, key=lambda r: r.started_at):
+            if r.kind == kind:
+                first.setdefault(r.name, r)
+        assert len(first) > 1 and max(r.started_at for r in first.values()) < min(r.ended_at for r in first.values())
+    for r in runs:
+        if r.kind == "import":  # each table's import commit carries its own job's id, not a sibling's
+            commits = DeltaTable.forPath(spark, warehouse.path(r.name)).history().collect()
+            assert r.job_id in {c.userMetadata for c in commits}, r.name
+
+
 def test_rerunning_adds_nothing_twice_and_replaces_outputs(spark, ran):
     path, tmp, _, _ = ran
     config = load_config(path)
@@ -108,7 +125,9 @@ def test_a_failing_step_stops_the_run_and_keeps_what_was_committed(spark, tmp_pa
     assert warehouse.read("users").count() == 60
     history = {(r.kind, r.name): r.status for r in job_history(warehouse).collect()}
     assert history[("import", "users")] == "SUCCEEDED" and history[("import", "items")] == "FAILED"
-    assert ("import", "interactions") not in history
+    # The imports run at once: the one beside the failure finishes; nothing of the next steps starts.
+    assert history[("import", "interactions")] == "SUCCEEDED"
+    assert not any(kind != "import" for kind, _ in history)
 
 
 def test_unknown_steps_are_a_usage_error(tmp_path, capsys):

@@ -17,28 +17,17 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from recsys_spark.datasets.warehouse import Warehouse, table_version
-from recsys_spark.errors import ConcurrentJobError
+from recsys_spark.errors import ConcurrentJobError, is_conflict
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ATTEMPTS = 5
 # Delta's conflict exceptions (io.delta.exceptions.*), as Python classes or inside a Java error's text.
-CONFLICT = re.compile(r"Concurrent(Append|DeleteRead|DeleteDelete|Transaction|Write|Modification)Exception|"
-                      r"MetadataChangedException|ProtocolChangedException|DELTA_CONCURRENT_|"
-                      r"DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED")
-
-
-def is_conflict(e: BaseException) -> bool:
-    """True when ``e`` is Delta refusing a commit because another one came first."""
-    return bool(CONFLICT.search(f"{type(e).__name__}: {e}"))
-
-
 def writers_since(warehouse: Warehouse, path: str, version: int | None) -> list[str]:
     """The commits made to the table at ``path`` after ``version``, as ``job <id> (<OPERATION>, version N)``
     (``another writer`` for commits without a job id: a writer outside this project)."""
