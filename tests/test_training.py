@@ -54,7 +54,7 @@ def test_a_version_records_its_snapshot_settings_and_metrics(spark, trained):
     assert m["recipe"] == "user-personalization" and m["datasets"] == {"interactions": snapshot}
     assert m["settings"]["factors"] == 4 and m["settings"]["alpha"] == 8.0  # defaults filled in
     assert m["events"]["types"] == {"view": 1.0, "buy": 3.0}
-    assert m["counts"] == {"interactions": 960, "users": 80, "users_with_two": 80, "items": 40}
+    assert m["counts"] == {"interactions": 960, "users": 80, "users_with_two": 80, "items": 40, "catalog": 40}
     assert m["training_seconds"] > 0 and m["tables"] == ["items", "users"]
     metrics = m["metrics"]
     assert set(metrics) >= {"coverage", "mean_reciprocal_rank_at_25", "normalized_discounted_cumulative_gain_at_5",

@@ -3,10 +3,12 @@ by the solution's event settings, and the counts its recipe's pre-fit checks rea
 
 >>> interactions = weighted_interactions(warehouse, config.solution("top-picks"), version=3)   # doctest: +SKIP
 >>> data_counts(interactions)                                                                 # doctest: +SKIP
-{'interactions': 143270, 'users': 5000, 'users_with_two': 4990, 'items': 2000}
+{'interactions': 143270, 'users': 5000, 'users_with_two': 4990, 'items': 2000, 'catalog': 2000}
 """
 
 from __future__ import annotations
+
+from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -38,19 +40,23 @@ def weighted_interactions(warehouse: Warehouse, solution: Solution, version: int
             .where(F.col("WEIGHT") > 0))
 
 
-def data_counts(interactions: DataFrame) -> dict[str, int]:
-    """interactions, users, items, and users with at least two interactions, in one pass."""
-    per_user = interactions.groupBy("USER_ID").agg(F.count(F.lit(1)).alias("N"))
-    row = per_user.agg(F.sum("N").alias("interactions"), F.count(F.lit(1)).alias("users"),
-                       F.sum(F.when(F.col("N") >= 2, 1).otherwise(0)).alias("users_with_two")).first()
-    items = interactions.select("ITEM_ID").distinct().count()
-    return {"interactions": int(row["interactions"] or 0), "users": int(row["users"] or 0),
-            "users_with_two": int(row["users_with_two"] or 0), "items": items}
+def data_counts(interactions: DataFrame, items: DataFrame | None = None) -> dict[str, int]:
+    """interactions, users, users with at least two interactions, items, and ``catalog``: distinct items in
+    the interactions and in ``items`` (the items dataset, the service's coverage denominator), in one Spark
+    job (one aggregation of user and item keys: a job costs more than these rows here)."""
+    keys = [interactions.select(F.lit(0).alias("KIND"), F.col("USER_ID").alias("ID"), F.lit(1).alias("SEEN")),
+            interactions.select(F.lit(1).alias("KIND"), F.col("ITEM_ID").alias("ID"), F.lit(1).alias("SEEN"))]
+    if items is not None:
+        keys.append(items.select(F.lit(1).alias("KIND"), F.col("ITEM_ID").alias("ID"), F.lit(0).alias("SEEN")))
+    per_key = reduce(DataFrame.unionByName, keys).groupBy("KIND", "ID").agg(
+        F.sum("SEEN").alias("N"))
+    user, item = F.col("KIND") == 0, F.col("KIND") == 1
+    row = per_key.agg(F.sum(F.when(user, F.col("N"))).alias("interactions"), F.count_if(user).alias("users"),
+                      F.count_if(user & (F.col("N") >= 2)).alias("users_with_two"),
+                      F.count_if(item & (F.col("N") > 0)).alias("items"), F.count_if(item).alias("catalog")).first()
+    return {name: int(row[name] or 0) for name in ("interactions", "users", "users_with_two", "items", "catalog")}
 
 
-def catalog_size(warehouse: Warehouse, interactions: DataFrame, versions: dict[str, int]) -> int:
-    """Distinct items in the interactions and the items dataset (the service's coverage denominator)."""
-    items = interactions.select("ITEM_ID")
-    if "items" in versions:
-        items = items.union(warehouse.read("items", versions["items"]).select("ITEM_ID"))
-    return items.distinct().count()
+def catalog_items(warehouse: Warehouse, versions: dict[str, int]) -> DataFrame | None:
+    """The items dataset's ITEM_ID at its pinned version (None without one), for :func:`data_counts`."""
+    return warehouse.read("items", versions["items"]).select("ITEM_ID") if "items" in versions else None

@@ -21,7 +21,7 @@ from recsys_spark.killpoints import kill_point
 from recsys_spark.recipes import recipe_for
 from recsys_spark.recipes.fitting import TrainingSet
 from recsys_spark.solutions.retrain import retrain_due
-from recsys_spark.solutions.snapshot import catalog_size, data_counts, weighted_interactions
+from recsys_spark.solutions.snapshot import catalog_items, data_counts, weighted_interactions
 from recsys_spark.solutions.store import get_version, version_store
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,13 @@ def train_solution(spark, config: Config, name: str, evaluate: bool = True) -> S
     with job_run(warehouse, "train", name, {"recipe": solution.recipe, "datasets": pinned}) as run:
         interactions = weighted_interactions(warehouse, solution, pinned["interactions"]).persist()
         try:
-            counts = data_counts(interactions)
+            counts = data_counts(interactions, catalog_items(warehouse, pinned))
             entry(solution.recipe).check(name, counts, settings)
             recipe = recipe_for(solution.recipe, settings)
             metrics = {}
             if evaluate:
                 started = time.perf_counter()
-                metrics = evaluate_service(recipe, interactions, catalog_size(warehouse, interactions, pinned),
-                                           seed=settings.seed)
+                metrics = evaluate_service(recipe, interactions, counts["catalog"], seed=settings.seed)
                 log.info("%s: evaluated in %.1f s", name, time.perf_counter() - started)
             started = time.perf_counter()
             training = TrainingSet.build(interactions, f"{config.root.rstrip('/')}/_checkpoints/train-{name}")
@@ -103,8 +102,8 @@ def evaluate_version(spark, config: Config, solution: str, version: str | None =
             if protocol == "benchmark":
                 metrics = evaluate_benchmark(recipe, interactions, seed=42)
             else:
-                metrics = evaluate_service(recipe, interactions, catalog_size(warehouse, interactions, m["datasets"]),
-                                           seed=recipe.settings.seed)
+                catalog = data_counts(interactions, catalog_items(warehouse, m["datasets"]))["catalog"]
+                metrics = evaluate_service(recipe, interactions, catalog, seed=recipe.settings.seed)
         finally:
             interactions.unpersist()
         run.metrics.update(metrics)
