@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from recsys_spark import jars
+from recsys_spark import classcache, jars
 from recsys_spark.config import S3Settings
 from recsys_spark.errors import UserError
 
@@ -50,7 +50,8 @@ def local_conf(master: str, s3: S3Settings | None = None) -> dict[str, str]:
         **DELTA_CONF,
         "spark.sql.session.timeZone": "UTC",
         **ONE_BLAS_THREAD,
-        "spark.driver.extraJavaOptions": java_opts,
+        # The install step's class-data archive, when there is one: ~3.5 s less per start (classcache).
+        "spark.driver.extraJavaOptions": f"{java_opts} {classcache.archive_options()}".rstrip(),
         "spark.executor.extraJavaOptions": java_opts,
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
