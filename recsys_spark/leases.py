@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recsys_spark.datasets.warehouse import create_if_missing
 from recsys_spark.errors import ConcurrentJobError, is_conflict
 from recsys_spark.writerlock import file_turn, local_folder, pid_alive
 
@@ -86,7 +87,7 @@ def acquire(warehouse, name: str, job_id: str, wait: float = WAIT_SECONDS, poll:
     from delta.tables import DeltaTable
 
     spark = warehouse.spark
-    DeltaTable.createIfNotExists(spark).location(leases_path(warehouse)).addColumns(LEASES_SCHEMA).execute()
+    create_if_missing(DeltaTable.createIfNotExists(spark).location(leases_path(warehouse)).addColumns(LEASES_SCHEMA))
     deadline, waited = time.monotonic() + wait, False
     while True:
         holder = _holder(warehouse, name)

@@ -28,7 +28,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from recsys_spark.config import Config
 from recsys_spark.datasets.housekeeping import STATS_COLUMNS, stats_columns, stats_property
-from recsys_spark.errors import UserError
+from recsys_spark.errors import UserError, is_conflict
 from recsys_spark.schema import DatasetSchema
 from recsys_spark.storage import list_names
 
@@ -95,8 +95,8 @@ class Warehouse:
         path = self.rejects_path(dataset)
         if not self.exists(path):
             columns = stats_property(stats_columns(REJECTS_SCHEMA, rejects=True))
-            (DeltaTable.createIfNotExists(self.spark).location(path).addColumns(REJECTS_SCHEMA)
-             .property(STATS_COLUMNS, columns).execute())
+            create_if_missing(DeltaTable.createIfNotExists(self.spark).location(path).addColumns(REJECTS_SCHEMA)
+                              .property(STATS_COLUMNS, columns))
         return path
 
     def checkpoint_path(self, name: str) -> str:
@@ -145,9 +145,9 @@ class Warehouse:
         path = self.path(dataset)
         if not self.exists(path):
             columns = stats_property(stats_columns(wanted))  # no user IDs in the log's statistics
-            (DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted)
-             .property(STATS_COLUMNS, columns).execute())
-            return
+            if create_if_missing(DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted)
+                                 .property(STATS_COLUMNS, columns)):
+                return
         found = {f.name: f.dataType for f in self.spark.read.format("delta").load(path).schema}
         changed = [f"{f.name} ({found[f.name].simpleString()} in the table, {f.dataType.simpleString()} in the "
                    f"schema)" for f in wanted if f.name in found and found[f.name] != f.dataType]
@@ -158,6 +158,19 @@ class Warehouse:
                 + "; ".join(filter(None, [f"types differ: {', '.join(changed)}" if changed else "",
                                           f"not in the table: {', '.join(missing)}" if missing else ""]))
                 + ". Export the data, remove the table folder and import again with the new schema.")
+
+
+def create_if_missing(builder) -> bool:
+    """Run a ``DeltaTable.createIfNotExists`` builder: True when this call created the table, False when
+    another job created it at the same moment (of two first commits Delta lets one win; the table exists
+    either way, possibly with the other job's schema, which the caller checks)."""
+    try:
+        builder.execute()
+        return True
+    except Exception as e:
+        if not is_conflict(e):
+            raise
+        return False
 
 
 def table_version(spark: SparkSession, path: str) -> int | None:

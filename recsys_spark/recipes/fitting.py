@@ -49,9 +49,10 @@ class TrainingSet:
                     .agg(F.max("TIMESTAMP").alias("NEWEST"), F.count(F.lit(1)).alias("ROWS"))
                     .groupBy("ITEM_ID")
                     .agg(F.count(F.lit(1)).alias("USERS"), F.max("NEWEST").alias("NEWEST"),
-                         F.sum("ROWS").alias("ROWS"))
-                    .orderBy("ITEM_ID"))
-        per_item = to_pandas(per_item)
+                         F.sum("ROWS").alias("ROWS")))
+        # Sorted here, not by Spark (its range partitioning adds a sampling job and a shuffle); Python orders
+        # strings by code point, as Spark orders their UTF-8 bytes.
+        per_item = to_pandas(per_item).sort_values("ITEM_ID", ignore_index=True)
         item_ids = per_item["ITEM_ID"].to_numpy(dtype=object)
         index = id_index(spark, item_ids, "ITEM_ID", "ITEM_IDX")
         indexed = interactions.join(F.broadcast(index), "ITEM_ID")
