@@ -41,11 +41,13 @@ class StepResult:
 class PipelineResult:
     steps: list[StepResult] = field(default_factory=list)
     failed: StepResult | None = None
+    seconds: float = 0.0  # the steps' wall time (tasks of one step may overlap, so theirs do not add up)
 
     def table(self) -> str:
         lines = [f"{'step':8} {'name':22} {'status':7} {'seconds':>8}  details"]
         for s in self.steps + ([self.failed] if self.failed else []):
             lines.append(f"{s.step:8} {s.name:22} {s.status:7} {s.seconds:8.1f}  {s.details}")
+        lines.append(f"{'total':8} {'':22} {'':7} {self.seconds:8.1f}  wall time: first step's start to last one's end")
         return "\n".join(lines)
 
 
@@ -82,7 +84,7 @@ def run_pipeline(spark, config: Config, steps: tuple[str, ...] = STEPS,
 def _run_steps(spark, config: Config, steps: tuple[str, ...]) -> PipelineResult:
     from recsys_spark.writerlock import lock_applies
 
-    result = PipelineResult()
+    result, started = PipelineResult(), time.perf_counter()
     for step in steps:
         tasks = list(_tasks(config, step))
         at_once = 1 if lock_applies(config) else min(AT_ONCE.get(step, 1), len(tasks))
@@ -101,6 +103,7 @@ def _run_steps(spark, config: Config, steps: tuple[str, ...]) -> PipelineResult:
                 error.pipeline_result = result  # the CLI prints the table of what ran
             else:
                 result.steps.append(ran)
+        result.seconds = time.perf_counter() - started
         if result.failed is not None:
             raise next(error for _, error in done if error is not None)
     return result

@@ -53,6 +53,10 @@ def test_the_whole_pipeline_runs_every_step_and_records_it(spark, ran, capsys):
     path, tmp, code, out = ran
     assert code == 0
     assert "weekly-mail" in out and "vs managed service $" in out and "sample recommendations" in out
+    step_seconds = [float(line.split()[3]) for line in out.splitlines() if line.split()[:1] == ["import"]]
+    total = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("total "))
+    assert len(step_seconds) == 3 and max(step_seconds) <= total  # the run's wall time, beside its steps'
+
     assert main(["jobs", "--config", str(path)]) == 0
     history = capsys.readouterr().out
     assert "batch" in history and "cost $" in history
