@@ -29,9 +29,17 @@ from recsys_spark import jars
 _QUIET = "-Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
-def _java() -> str:
+def java_executable() -> str:
+    """The java Spark will start: ``$JAVA_HOME/bin/java``, else the first on the PATH."""
     home = os.environ.get("JAVA_HOME")
     return os.path.join(home, "bin", "java") if home else shutil.which("java") or "java"
+
+
+@functools.lru_cache(maxsize=4)
+def java_version_text(java: str) -> str:
+    """What ``java -version`` prints (asked once per process: the session's start checks it, the archive's
+    name holds it)."""
+    return subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,7 +49,7 @@ def archive_path() -> Path:
     import pyspark
 
     try:
-        runtime = subprocess.run([_java(), "-version"], capture_output=True, text=True, timeout=60).stderr
+        runtime = java_version_text(java_executable())
     except (OSError, subprocess.TimeoutExpired):
         runtime = "no java"
     digest = hashlib.sha256("\n".join([runtime, pyspark.__version__, pyspark.__file__,

@@ -101,28 +101,28 @@ def evaluate_service(recipe: Recipe, interactions: DataFrame, catalog_size: int,
     training, inputs, truth, held = holdout_split(interactions, seed)
     data = TrainingSet.build(training)
     model = recipe.fit(data)
-    k, exclude_seen = max(SERVICE_KS), recipe.settings.exclude_seen
+    k, exclude_seen, entries = max(SERVICE_KS), recipe.settings.exclude_seen, history_entries(inputs, model)
+    recs = None
     try:
         if on_driver is None:
             on_driver = held.count() * model.n_items <= DRIVER_SCORES
         if on_driver:
-            recs = recommend_on_driver(model, history_entries(inputs, model), held, k, exclude_seen)
+            recs = recommend_on_driver(model, entries, held, k, exclude_seen)
             truth = truth_lists(truth).toArrow()
             recommended = len(pc.unique(pc.list_flatten(recs["ITEMS"])))
         else:  # 90% of a ninth of the training rows
-            recs = recommend_users(model, history_entries(inputs, model), k, exclude_seen, users=held,
-                                   rows=data.rows // 10).persist()
+            recs = recommend_users(model, entries, k, exclude_seen, users=held, rows=data.rows // 10).persist()
             truth = truth_lists(truth)
             recommended = recs.select(F.explode("ITEMS")).distinct().count()
         m = ranking_metrics(recs, truth, SERVICE_KS, users="truth")
-        if not on_driver:
-            recs.unpersist()
         out = {"coverage": recommended / max(catalog_size, 1), "mean_reciprocal_rank_at_25": m["mrr"]}
         out |= {f"normalized_discounted_cumulative_gain_at_{k}": m[f"ndcg_at_{k}"] for k in SERVICE_KS}
         out |= {f"precision_at_{k}": m[f"precision_at_{k}"] for k in SERVICE_KS}
         out["test_users"] = int(m["users"])
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
     finally:
+        if isinstance(recs, DataFrame):
+            recs.unpersist()
         held.unpersist()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -86,18 +85,17 @@ def local_settings(master: str, conf: Mapping[str, object] | None = None,
 
 def require_java(minimum: int = 17) -> int:
     """The major version of the Java that Spark will start; a clear error when it is missing or too old."""
-    home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    java = classcache.java_executable()
     fix = f"install a Java {minimum}+ runtime (Debian/Ubuntu: apt-get install openjdk-{minimum}-jre-headless) " \
           "or point JAVA_HOME at one"
     try:
-        out = subprocess.run([java or "java", "-version"], capture_output=True, text=True, timeout=60).stderr
+        out = classcache.java_version_text(java)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise UserError(f"Spark needs Java {minimum} or newer and none was found ({e}); {fix}") from e
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     major = int(match.group(2) if match and match.group(1) == "1" else match.group(1)) if match else 0
     if major < minimum:
-        raise UserError(f"Spark needs Java {minimum} or newer; {java or 'java'} is {major or 'unknown'}; {fix}")
+        raise UserError(f"Spark needs Java {minimum} or newer; {java} is {major or 'unknown'}; {fix}")
     return major
 
 

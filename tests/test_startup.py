@@ -13,7 +13,7 @@ def test_an_archive_the_jvm_cannot_use_is_ignored_quietly(tmp_path):
     bogus.write_text("not an archive")  # e.g. written for another runtime, or cut short
     options = classcache.archive_options(bogus).split()
     assert options[0] == f"-XX:SharedArchiveFile={bogus}"
-    done = subprocess.run([classcache._java(), *options, "-version"], capture_output=True, text=True)
+    done = subprocess.run([classcache.java_executable(), *options, "-version"], capture_output=True, text=True)
     assert done.returncode == 0 and "cds" not in done.stderr.lower() and "warning" not in done.stderr.lower()
     assert classcache.archive_options(tmp_path / "missing.jsa") == ""
 

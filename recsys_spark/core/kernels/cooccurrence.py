@@ -21,8 +21,7 @@ def recent_pairs(users: np.ndarray, items: np.ndarray, newest: np.ndarray, limit
     ascending item): the history that enters the co-occurrence counts."""
     order = np.lexsort((items, -newest, users))
     sorted_users = users[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_users[1:] != sorted_users[:-1]]))
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+    rank = np.arange(len(order)) - np.searchsorted(sorted_users, sorted_users)  # within each user's run
     keep = np.zeros(len(order), dtype=bool)
     keep[order[rank < limit]] = True
     return keep
@@ -50,6 +49,5 @@ def top_similar(users: np.ndarray, items: np.ndarray, n_items: int,
     score = c / np.power((per_item[i] * per_item[j]).astype(np.float64), s.popularity_discount_factor)
     order = np.lexsort((j, -score, i))
     i, j, score = i[order], j[order], score[order]
-    starts = np.searchsorted(i, i)
-    best = np.arange(len(i)) - starts < s.similar_items
+    best = np.arange(len(i)) - np.searchsorted(i, i) < s.similar_items  # rank within each item's run
     return i[best], j[best], score[best].astype(np.float32)
