@@ -1,7 +1,8 @@
 """The demo pipeline's time, this checkout against another commit, in one run: the same data and config,
 runs alternating, each a fresh `pipeline run` process on a fresh warehouse. Prints each step's time per run
-and, per side, the steps' time (the imports and the batch jobs: the longest of each, as a release that runs
-them at once overlaps them) and the whole command's wall time, as medians and their ratio.
+and, per side, the steps' time (the table's `total` line, the run's wall time from its first step to its
+last; a release without that line ran its steps one after another: their sum) and the whole command's
+wall time, as medians and their ratio.
 
     python scripts/bench_pipeline.py --base a658e69 --repeat 3 --work /tmp/bench-pipeline
 
@@ -23,10 +24,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STEP = re.compile(r"^(import|ingest|train|batch|maintain)\s+(\S+)\s+ok\s+([0-9.]+)", re.M)
+TOTAL = re.compile(r"^total\s+([0-9.]+)", re.M)
 
 
-def run_once(code: Path, work: Path) -> tuple[dict[tuple[str, str], float], float]:
-    """((step, name) -> seconds, wall seconds) of one `pipeline run` of ``code`` into ``work``."""
+def run_once(code: Path, work: Path) -> tuple[dict[tuple[str, str], float], float, float]:
+    """((step, name) -> seconds, the steps' time, wall seconds) of one `pipeline run` of ``code`` into ``work``."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     text = (REPO / "configs" / "synthetic-ecommerce.yaml").read_text()
@@ -41,16 +43,9 @@ def run_once(code: Path, work: Path) -> tuple[dict[tuple[str, str], float], floa
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"pipeline run of {code} failed:\n{done.stderr[-3000:]}")
-    return {(m[1], m[2]): float(m[3]) for m in STEP.finditer(done.stdout)}, wall
-
-
-def steps_time(steps: dict[tuple[str, str], float]) -> float:
-    """The steps' time: the imports and batch jobs counted as their longest, the others added."""
-    total = 0.0
-    for kind in ("import", "ingest", "train", "batch", "maintain"):
-        times = [s for (k, _), s in steps.items() if k == kind]
-        total += max(times, default=0.0) if kind in ("import", "batch") else sum(times)
-    return total
+    steps = {(m[1], m[2]): float(m[3]) for m in STEP.finditer(done.stdout)}
+    total = TOTAL.search(done.stdout)
+    return steps, float(total[1]) if total else sum(steps.values()), wall
 
 
 def main() -> None:
@@ -66,17 +61,17 @@ def main() -> None:
     subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=True)
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(base), args.base], check=True)
     sides = {"base": base, "this": REPO}
-    results: dict[str, list[tuple[dict, float]]] = {side: [] for side in sides}
+    results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     try:
         for n in range(args.repeat):
             for side, code in sides.items():
-                steps, wall = run_once(code, args.work / f"{side}-{n}")
-                results[side].append((steps, wall))
-                print(f"{side:5} run {n + 1}: steps {steps_time(steps):6.1f} s, whole command {wall:6.1f} s  "
+                steps, total, wall = run_once(code, args.work / f"{side}-{n}")
+                results[side].append((total, wall))
+                print(f"{side:5} run {n + 1}: steps {total:6.1f} s, whole command {wall:6.1f} s  "
                       + ", ".join(f"{k} {name} {s:.1f}" for (k, name), s in steps.items()), flush=True)
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False)
-    medians = {side: (statistics.median(steps_time(s) for s, _ in runs), statistics.median(w for _, w in runs))
+    medians = {side: (statistics.median(t for t, _ in runs), statistics.median(w for _, w in runs))
                for side, runs in results.items()}
     (bs, bw), (ts, tw) = medians["base"], medians["this"]
     print(f"\nmedians of {args.repeat}: steps {bs:.1f} s ({args.base}) -> {ts:.1f} s (this), {bs / ts:.2f}x; "
