@@ -34,9 +34,22 @@ def step_context(step: str):
         _step.reset(token)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment, not the one of ``configure``: a caller that swaps it (a
+    test's capture, then closed) leaves no handler writing to a closed file."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def configure(verbose: bool = False) -> None:
     """Log the package's lines (INFO, or DEBUG with ``verbose``) to stderr with their step."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
     handler.addFilter(_StepFilter())
     root = logging.getLogger()

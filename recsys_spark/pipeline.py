@@ -2,9 +2,10 @@
 
 Steps run in that order (``steps`` picks a subset); each step's work is committed as it finishes, so a
 failing step stops the run with its error and everything before it stays valid and recorded in ``_jobs``.
-The imports of one run, and its batch jobs, are independent and mostly wait on Spark's small jobs and Delta
-commits, so they run at once (each in its own session: a job's commit metadata is a session setting); a
-failing one lets the others of its step finish, then stops the run. Trainings run one at a time: the local
+The imports of one run, and its batch jobs, mostly wait on Spark's small jobs and Delta commits, so those
+of different tables run at once (each in its own session: a job's commit metadata is a session setting);
+the imports of one table run one after another in the config's order (a FULL import then an INCREMENTAL
+one must not swap). A failing task lets the others of its step finish, then stops the run. Trainings run one at a time: the local
 engines and EASE hold their data on the driver. On a root whose jobs take turns (``s3.lock_table``)
 everything runs one at a time. The result is a table of the steps: time, row counts or metrics, and the
 batch jobs' cost beside the managed service's list price.
@@ -87,16 +88,14 @@ def _run_steps(spark, config: Config, steps: tuple[str, ...]) -> PipelineResult:
     result, started = PipelineResult(), time.perf_counter()
     for step in steps:
         tasks = list(_tasks(config, step))
-        at_once = 1 if lock_applies(config) else min(AT_ONCE.get(step, 1), len(tasks))
+        chains = _chains(tasks)
+        at_once = 1 if lock_applies(config) else min(AT_ONCE.get(step, 1), len(chains))
         if at_once > 1:
             with ThreadPoolExecutor(at_once, thread_name_prefix=f"pipeline-{step}") as pool:
-                done = list(pool.map(lambda task: _run_task(_own_session(spark), step, *task), tasks))
+                done = [r for chain in pool.map(lambda c: _run_chain(_own_session(spark), step, c), chains)
+                        for r in chain]
         else:
-            done = []
-            for task in tasks:
-                done.append(_run_task(spark, step, *task))
-                if done[-1][1] is not None:
-                    break
+            done = _run_chain(spark, step, tasks)
         for ran, error in done:
             if error is not None and result.failed is None:
                 result.failed = ran
@@ -107,6 +106,25 @@ def _run_steps(spark, config: Config, steps: tuple[str, ...]) -> PipelineResult:
         if result.failed is not None:
             raise next(error for _, error in done if error is not None)
     return result
+
+
+def _chains(tasks) -> list[list[tuple]]:
+    """The step's tasks grouped by name (an import's is its table), each group in the config's order: the
+    groups may run at once, a group's tasks only one after another."""
+    chains: dict[str, list[tuple]] = {}
+    for task in tasks:
+        chains.setdefault(task[0], []).append(task)
+    return list(chains.values())
+
+
+def _run_chain(spark, step: str, tasks) -> list[tuple[StepResult, Exception | None]]:
+    """Run tasks in order, stopping at the first that fails: (its result, its error or None) for each run."""
+    done = []
+    for task in tasks:
+        done.append(_run_task(spark, step, *task))
+        if done[-1][1] is not None:
+            break
+    return done
 
 
 def _run_task(spark, step: str, name: str, work) -> tuple[StepResult, Exception | None]:

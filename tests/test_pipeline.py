@@ -172,3 +172,23 @@ def test_the_readmes_serving_lines_answer_from_the_demo_warehouse(ran):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_imports_of_one_table_run_in_the_configs_order_beside_the_other_tables(spark, tmp_path):
+    """The imports of different tables run at once, those of one table one after another: a FULL import
+    then an INCREMENTAL one of the same table must not swap (the FULL would replace what the other added)."""
+    from kill_matrix import build_data, interactions_csv
+    from recsys_spark.pipeline import _chains, run_pipeline
+
+    folder = build_data(tmp_path / "group")
+    (folder / "data" / "drops" / "day-2.csv").write_text(interactions_csv(200, shift=7))
+    config = load_config(folder / "config.yaml")
+    assert _chains((j.dataset, j.mode) for j in config.imports) == [
+        [("users", "FULL")], [("interactions", "FULL"), ("interactions", "INCREMENTAL")]]
+    result = run_pipeline(spark, config, steps=("import",))
+    assert [s.name for s in result.steps] == ["users", "interactions", "interactions"]
+    path = Warehouse(spark, config).path("interactions")
+    # The FULL import replaces the table's bulk rows (WRITE), the INCREMENTAL one adds the new (MERGE).
+    history = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
+    assert [r.operation for r in history] == ["CREATE TABLE", "WRITE", "MERGE"]
+    assert Warehouse(spark, config).read("interactions").count() == 400 + 200
