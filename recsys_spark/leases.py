@@ -84,10 +84,8 @@ def _try_take(warehouse, name: str, job_id: str, dead: str | None) -> bool:
 
 def acquire(warehouse, name: str, job_id: str, wait: float = WAIT_SECONDS, poll: float = 2.0) -> None:
     """Take the lease ``name`` for ``job_id``, waiting up to ``wait`` seconds for a live holder to finish."""
-    from delta.tables import DeltaTable
-
     spark = warehouse.spark
-    create_if_missing(DeltaTable.createIfNotExists(spark).location(leases_path(warehouse)).addColumns(LEASES_SCHEMA))
+    create_if_missing(spark, leases_path(warehouse), LEASES_SCHEMA)
     deadline, waited = time.monotonic() + wait, False
     while True:
         holder = _holder(warehouse, name)

@@ -90,13 +90,10 @@ class Warehouse:
 
     def ensure_rejects(self, dataset: str) -> str:
         """The dataset's rejects table, created (without statistics on its raw lines) when missing."""
-        from delta.tables import DeltaTable
-
         path = self.rejects_path(dataset)
         if not self.exists(path):
             columns = stats_property(stats_columns(REJECTS_SCHEMA, rejects=True))
-            create_if_missing(DeltaTable.createIfNotExists(self.spark).location(path).addColumns(REJECTS_SCHEMA)
-                              .property(STATS_COLUMNS, columns))
+            create_if_missing(self.spark, path, REJECTS_SCHEMA, {STATS_COLUMNS: columns})
         return path
 
     def checkpoint_path(self, name: str) -> str:
@@ -139,14 +136,11 @@ class Warehouse:
 
     def ensure_table(self, dataset: str) -> None:
         """Create the dataset's table if missing; check an existing one still matches the schema."""
-        from delta.tables import DeltaTable
-
         wanted = self.table_type(dataset)
         path = self.path(dataset)
         if not self.exists(path):
             columns = stats_property(stats_columns(wanted))  # no user IDs in the log's statistics
-            if create_if_missing(DeltaTable.createIfNotExists(self.spark).location(path).addColumns(wanted)
-                                 .property(STATS_COLUMNS, columns)):
+            if create_if_missing(self.spark, path, wanted, {STATS_COLUMNS: columns}):
                 return
         found = {f.name: f.dataType for f in self.spark.read.format("delta").load(path).schema}
         changed = [f"{f.name} ({found[f.name].simpleString()} in the table, {f.dataType.simpleString()} in the "
@@ -160,15 +154,24 @@ class Warehouse:
                 + ". Export the data, remove the table folder and import again with the new schema.")
 
 
-def create_if_missing(builder) -> bool:
-    """Run a ``DeltaTable.createIfNotExists`` builder: True when this call created the table, False when
-    another job created it at the same moment (of two first commits Delta lets one win; the table exists
-    either way, possibly with the other job's schema, which the caller checks)."""
+def create_if_missing(spark: SparkSession, path: str, schema: T.StructType, properties: dict | None = None) -> bool:
+    """Create the Delta table at ``path`` unless it exists. False when another job created it at the same
+    moment: of two first commits Delta lets one win and fails the other (a conflict, a "non-empty location",
+    or a "table not found" when reading back the table it did not write); the table exists either way,
+    possibly with the other job's schema, which the caller checks. True otherwise: this call created it, or
+    Delta's own if-not-exists found it made a moment before (unchecked: creators that close together are
+    jobs of one run, of one config).
+    """
+    from delta.tables import DeltaTable
+
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
     try:
         builder.execute()
         return True
     except Exception as e:
-        if not is_conflict(e):
+        if not is_conflict(e) and table_version(spark, path) is None:
             raise
         return False
 
