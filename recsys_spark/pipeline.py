@@ -7,8 +7,8 @@ of different tables run at once (each in its own session: a job's commit metadat
 the imports of one table run one after another in the config's order (a FULL import then an INCREMENTAL
 one must not swap). A failing task lets the others of its step finish, then stops the run. Trainings run
 one at a time: the local engines and EASE hold their data on the driver. On a root whose jobs take turns
-(``s3.lock_table``) everything runs one at a time. The result is a table of the steps: time, row counts or metrics, and the
-batch jobs' cost beside the managed service's list price.
+(``s3.lock_table``) everything runs one at a time. The result is a table of the steps: time, row counts or
+metrics, and the batch jobs' cost beside the managed service's list price.
 
 >>> result = run_pipeline(spark, config, steps=("import", "train"))   # doctest: +SKIP
 >>> print(result.table())                                               # doctest: +SKIP

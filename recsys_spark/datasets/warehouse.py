@@ -156,12 +156,14 @@ class Warehouse:
 
 def create_if_missing(spark: SparkSession, path: str, schema: T.StructType, properties: dict | None = None) -> bool:
     """Create the Delta table at ``path`` unless it exists. False when another job created it at the same
-    moment: of two first commits Delta lets one win and fails the other (a conflict, a "non-empty location",
-    or a "table not found" when reading back the table it did not write); the table exists either way,
-    possibly with the other job's schema, which the caller checks. True otherwise: this call created it, or
-    Delta's own if-not-exists found it made a moment before (unchecked: creators that close together are
-    jobs of one run, of one config).
+    moment: of two first commits Delta lets one win and fails the other with a conflict, or (creators of one
+    application) with "non-empty location" or "table not found" while the winner's first commit is landing,
+    which is waited for; the table exists either way, possibly with the other job's schema, which the caller
+    checks. True otherwise: this call created it, or Delta's own if-not-exists found it made a moment before
+    (unchecked: creators that close together are jobs of one run, of one config).
     """
+    import time
+
     from delta.tables import DeltaTable
 
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
@@ -171,8 +173,15 @@ def create_if_missing(spark: SparkSession, path: str, schema: T.StructType, prop
         builder.execute()
         return True
     except Exception as e:
-        if not is_conflict(e) and table_version(spark, path) is None:
+        if is_conflict(e):
+            return False
+        if not any(race in str(e) for race in ("DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "DELTA_TABLE_NOT_FOUND")):
             raise
+        deadline = time.monotonic() + 10
+        while table_version(spark, path) is None:
+            if time.monotonic() > deadline:  # a folder of other files, not a table being created
+                raise
+            time.sleep(0.1)
         return False
 
 
