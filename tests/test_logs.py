@@ -83,3 +83,25 @@ def test_progress_lines_carry_the_callers_step(spark, capsys):
     assert lines, "Progress logged nothing"
     assert all("[step=batch:weekly-mail] scoring: " in line for line in lines), lines
     assert any(" of 2 partitions done" in line for line in lines), lines
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment(monkeypatch):
+    """A caller that swaps sys.stderr after configure (a test's capture, then closed; a redirect) gets the
+    lines where stderr is now, and a closed earlier stream raises no 'Logging error'."""
+    import io
+
+    first, now = io.StringIO(), io.StringIO()
+    root, ours = logging.getLogger(), logging.getLogger("recsys_spark")
+    saved = root.handlers[:], root.level, ours.level
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        logs.configure()
+        first.close()
+        monkeypatch.setattr(sys, "stderr", now)
+        logging.getLogger("recsys_spark.pipeline").info("import users: started")
+        lines = now.getvalue().splitlines()
+        assert len(lines) == 1 and lines[0].endswith("INFO recsys_spark.pipeline [step=-] import users: started")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
