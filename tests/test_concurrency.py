@@ -206,7 +206,7 @@ def test_two_pipelines_on_one_root_at_once_lose_nothing(spark, tmp_path):
     print(json.dumps({"retries_logged": out.count("trying again")}))
 
 
-def test_creators_of_one_table_at_once_in_one_application_all_succeed_and_one_creates_it(spark, tmp_path):
+def test_creators_of_one_table_at_once_in_one_application_all_succeed(spark, tmp_path):
     """Jobs running at once in one application may each create a missing table (a dataset's, its rejects,
     the leases): none of the creators of one path fails, the table has one commit. (The losers
     of such a race fail in Delta with a protocol conflict, "non-empty location", or "table not found";
