@@ -43,6 +43,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spark_scratch(tmp_path_factory):
+    """Spark's scratch folders (an application's copy of the jars, ~0.5 GB; its block files) under the test
+    run's temporary folder, for this process and every one it starts: a process a test kills leaves them
+    behind, and pytest's removal of old runs then takes them, where under /tmp they piled up (~4 GB a run)."""
+    folder, before = tmp_path_factory.mktemp("spark-scratch"), os.environ.get("SPARK_LOCAL_DIRS")
+    os.environ["SPARK_LOCAL_DIRS"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("SPARK_LOCAL_DIRS", None)
+    else:
+        os.environ["SPARK_LOCAL_DIRS"] = before
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on 127.0.0.1 (its real HTTP API); yields the endpoint URL."""
@@ -65,8 +79,9 @@ def s3_client(s3_endpoint):
 
 
 @pytest.fixture(scope="session")
-def spark(s3_endpoint, tmp_path_factory):
-    """The one local SparkSession of the test run, built by the package's own session builder."""
+def spark(spark_scratch, s3_endpoint, tmp_path_factory):
+    """The one local SparkSession of the test run, built by the package's own session builder (its scratch
+    folders: ``spark_scratch``)."""
     from recsys_spark.config import S3Settings
     from recsys_spark.errors import UserError
     from recsys_spark.session import get_spark
@@ -75,7 +90,6 @@ def spark(s3_endpoint, tmp_path_factory):
         "spark.ui.enabled": False,
         "spark.sql.shuffle.partitions": 2,
         "spark.default.parallelism": 2,
-        "spark.local.dir": str(tmp_path_factory.mktemp("spark-local")),
         "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse")),
         # moto has no bulk delete; S3A falls back to single deletes.
         "spark.hadoop.fs.s3a.multiobjectdelete.enable": False,
